@@ -1,0 +1,83 @@
+"""The ``calib`` command line: wiring only (parse options, call one function, print).
+
+Each command group lives in its own module with a ``register(app)`` function, so that commands stay
+small and heavy imports (torch, transformers, trl) happen inside the command that needs them:
+``calib --help`` and ``calib analyze`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from calib.errors import CalibError
+
+err_console = Console(stderr=True)
+
+
+class _ShownCalibError(click.ClickException):
+    """Carries a :class:`CalibError` through click so that it prints as one red line."""
+
+    def __init__(self, error: CalibError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        err_console.print(f"[bold red]Error:[/] {self.message}", highlight=False, markup=True, soft_wrap=True)
+
+
+class CalibGroup(TyperGroup):
+    """Root group: turns known errors into one red line and an exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CalibError as e:
+            if os.environ.get("CALIB_DEBUG"):
+                raise
+            raise _ShownCalibError(e) from None
+
+
+app = typer.Typer(
+    cls=CalibGroup,
+    name="calib",
+    help="Iterative Reward Calibration for multi-turn RL of tool-calling agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+# Command modules, in pipeline order. Each exposes ``register(app)``.
+_COMMAND_MODULES = (
+    "calib.cli.ingest_cmd",
+    "calib.cli.store_cmd",
+    "calib.cli.rollout_cmd",
+    "calib.cli.replay_cmd",
+    "calib.cli.eval_cmd",
+    "calib.cli.analyze_cmd",
+    "calib.cli.report_cmd",
+    "calib.cli.train_cmd",
+    "calib.cli.loop_cmd",
+    "calib.cli.experiment_cmd",
+)
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app(prog_name="calib"))
