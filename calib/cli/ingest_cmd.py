@@ -1,9 +1,70 @@
-"""CLI: `calib ingest` (placeholder until its issue lands)."""
+"""CLI: ``calib ingest PATH... --store DIR``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from calib.cli.options import StoreOpt
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files to ingest (JSONL or tau-bench results JSON).")],
+    store: StoreOpt = Path("./calib-store"),
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto | native | taubench | chat (auto sniffs each file).")
+    ] = "auto",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for every record (default: the record's, else the file name).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record; nothing from that file is ingested.")] = False,
+    domain: Annotated[str, typer.Option("--domain", help="Tool catalogue for is_write and tool checks.")] = "airline",
+) -> None:
+    """Ingest rollout dumps into the store: bad records go to the quarantine, the rest is ingested.
+
+    Exit code 0 when anything was ingested (or everything was already there), 1 when nothing was,
+    2 on usage errors. Each file is one atomic ingest; re-ingesting a file adds nothing.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+    from rich.text import Text
+
+    from calib.ingest import ingest_file
+    from calib.store import Store
+    from calib.tools import get_catalogue
+
+    console = Console()
+    catalogue = get_catalogue(domain)
+    st = Store(store)
+    results = []
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:,} records"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        for p in paths:
+            task = progress.add_task(f"ingest {p.name}", total=None)
+            results.append(ingest_file(st, p, fmt=fmt, run_id=run_id, strict=strict, catalogue=catalogue,
+                                       on_progress=lambda n, t=task: progress.update(t, completed=n)))
+    table = Table(title=f"Ingested into {st.path}")
+    for col in ("file", "format", "episodes", "turns", "groups", "success rate", "duplicates", "quarantined"):
+        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+    for r in results:
+        s = r.summary()
+        rate = "-" if s["success_rate"] is None else f"{s['success_rate']:.1%}"
+        table.add_row(Path(r.source).name, r.format, f"{r.episodes:,}", f"{r.turns:,}", f"{r.n_groups:,}",
+                      rate, f"{r.skipped_duplicates:,}", f"{r.quarantined:,}")
+    console.print(table)
+    for r in results:
+        for reason in r.reasons[:5]:
+            console.print(Text("quarantined ", style="yellow") + Text(reason), highlight=False)
+        if r.quarantined > 5:
+            console.print(f"[yellow]... {r.quarantined - 5} more in {r.quarantine_file}[/]")
+        elif r.quarantine_file:
+            console.print(f"quarantine: {r.quarantine_file}")
+    if not any(r.episodes or r.skipped_duplicates for r in results):
+        console.print("[red]nothing was ingested[/]")
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app (nothing yet)."""
+    app.command("ingest")(ingest)

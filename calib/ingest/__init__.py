@@ -1,0 +1,101 @@
+"""``calib ingest``: stream rollout dumps into the store, one atomic ingest per file.
+
+Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JSON), ``chat``
+(TRL/verifiers/ART-style chat JSONL); ``auto`` sniffs the first bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from calib.errors import CalibError, UsageError
+from calib.ingest.chat import chat_to_native
+from calib.ingest.readers import iter_json_array, iter_jsonl, sniff_format
+from calib.ingest.taubench import taubench_to_native
+from calib.records import RecordError
+from calib.store import IngestResult, Store
+from calib.tools import ToolCatalogue
+
+FORMATS = ("auto", "native", "taubench", "chat")
+
+__all__ = ["FORMATS", "ingest_file", "ingest_paths", "taubench_to_native", "chat_to_native"]
+
+
+def _records(path: Path, fmt: str, run_id: str) -> Iterator[tuple[int, Any, str | None, Any]]:
+    """Yield ``(line, native_record | None, error | None, raw)``."""
+    if fmt == "taubench":
+        with open(path, "rb") as f:
+            first = f.read(4096).lstrip()[:1]
+        items = iter_json_array(path) if first in (b"[", b"") else iter_jsonl(path)
+        convert: Callable[[Any], dict[str, Any]] | None = lambda r: taubench_to_native(r, run_id=run_id)  # noqa: E731
+    elif fmt == "chat":
+        items = iter_jsonl(path)
+        convert = lambda r: chat_to_native(r, run_id=run_id)  # noqa: E731
+    else:
+        items = iter_jsonl(path)
+        convert = None
+    for line, rec, err, raw in items:
+        if err is not None:
+            yield line, None, err, raw
+            continue
+        if convert is not None:
+            try:
+                rec = convert(rec)
+            except RecordError as e:
+                yield line, None, str(e), rec
+                continue
+        yield line, rec, None, None
+
+
+def ingest_file(
+    store: Store,
+    path: Path,
+    *,
+    fmt: str = "auto",
+    run_id: str | None = None,
+    strict: bool = False,
+    catalogue: ToolCatalogue | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Ingest one file atomically. With ``strict``, the first bad record aborts the whole file."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: pass the files to ingest")
+    if fmt == "auto":
+        fmt = sniff_format(path) if path.stat().st_size else "native"
+    # tau-bench and chat dumps carry no run id: default to the file's name.
+    default_run = run_id or path.stem
+    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
+    empty = True
+    try:
+        for line, rec, err, raw in _records(path, fmt, default_run):
+            empty = False
+            if err is None and fmt == "native" and isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
+                rec = {**rec, "run_id": default_run}
+            if err is not None:
+                if strict:
+                    raise CalibError(f"{path}:{line}: {err} (--strict: nothing from this file was ingested)")
+                writer.result.records += 1
+                writer.quarantine(line=line, reason=err, raw=raw, file=str(path))
+            else:
+                ok = writer.add(rec, line=line, file=str(path))
+                if not ok and strict and writer.result.quarantined:
+                    reason = writer.result.reasons[-1]
+                    raise CalibError(f"{reason} (--strict: nothing from this file was ingested)")
+            if on_progress is not None:
+                on_progress(writer.result.records)
+        if empty:
+            writer.quarantine(line=None, reason="empty file: no records", file=str(path))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+def ingest_paths(store: Store, paths: list[Path], **kw: Any) -> list[IngestResult]:
+    return [ingest_file(store, Path(p), **kw) for p in paths]

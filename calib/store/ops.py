@@ -1,0 +1,113 @@
+"""Read-side operations behind ``calib store info|query|export`` (the CLI only prints)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from calib.errors import UsageError
+from calib.store.store import Store
+
+_READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def info(store: Store) -> dict[str, Any]:
+    """Counts per table and per run, success rates (``error`` episodes excluded), quarantine size."""
+    con = store.connect()
+    try:
+        totals = con.execute(
+            """SELECT count(*) AS episodes, count(DISTINCT group_id) AS groups,
+                      count(DISTINCT task_id) AS tasks, count(DISTINCT run_id) AS runs,
+                      coalesce(sum(n_turns), 0) AS turns,
+                      avg(CASE WHEN status = 'ok' THEN success::INT END) AS success_rate,
+                      count(*) FILTER (WHERE status = 'error') AS errors
+               FROM episodes"""
+        ).df().iloc[0].to_dict()
+        per_run = con.execute(
+            """SELECT run_id, count(*) AS episodes, count(DISTINCT group_id) AS groups, sum(n_turns) AS turns,
+                      avg(CASE WHEN status = 'ok' THEN success::INT END) AS success_rate,
+                      count(*) FILTER (WHERE status = 'error') AS errors
+               FROM episodes GROUP BY run_id ORDER BY run_id"""
+        ).df()
+        signals = con.execute("SELECT signal, count(*) AS turns FROM signals GROUP BY 1 ORDER BY 1").df()
+        ingests = int(con.execute("SELECT count(*) FROM ingest_log").fetchone()[0])
+    finally:
+        con.close()
+    quarantined = 0
+    for q in (store.path / "quarantine").glob("*.jsonl"):
+        with open(q, "rb") as f:
+            quarantined += sum(1 for _ in f)
+    return {
+        "store": str(store.path),
+        "episodes": int(totals["episodes"]),
+        "turns": int(totals["turns"]),
+        "groups": int(totals["groups"]),
+        "tasks": int(totals["tasks"]),
+        "runs": int(totals["runs"]),
+        "errors": int(totals["errors"]),
+        "success_rate": None if pd.isna(totals["success_rate"]) else float(totals["success_rate"]),
+        "ingests": ingests,
+        "quarantined": quarantined,
+        "per_run": _records(per_run),
+        "signals": {r["signal"]: int(r["turns"]) for r in _records(signals)},
+        "signal_versions": store.signal_versions(),
+    }
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records"))
+
+
+def query(store: Store, sql: str) -> pd.DataFrame:
+    """Run read-only SQL over the views. Anything but SELECT/EXPLAIN is refused before it runs."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise UsageError(f"invalid SQL: {e}") from None
+    if not statements:
+        raise UsageError("empty SQL")
+    for st in statements:
+        if st.type not in _READ_ONLY_TYPES:
+            raise UsageError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
+    con = store.connect()
+    try:
+        result = None
+        for st in statements:
+            result = con.execute(st.query).df()
+        return result
+    except duckdb.Error as e:
+        raise UsageError(f"query failed: {e}") from None
+    finally:
+        con.close()
+
+
+def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, Any]:
+    """``jsonl``: canonical episode records, one per line (what ``calib ingest`` reads back).
+    ``parquet``: a folder with episodes/turns/signals Parquet files."""
+    if fmt == "jsonl":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        tmp = out.with_name(out.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for rec in store.iter_episodes(where):
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(out)
+        return {"format": "jsonl", "out": str(out), "episodes": n}
+    if fmt == "parquet":
+        out.mkdir(parents=True, exist_ok=True)
+        con = store.connect()
+        counts = {}
+        try:
+            for t in ("episodes", "turns", "signals"):
+                target = out / f"{t}.parquet"
+                con.execute(f"COPY (SELECT * FROM {t}) TO '{target.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
+                counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+        finally:
+            con.close()
+        return {"format": "parquet", "out": str(out), **counts}
+    raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")

@@ -1,0 +1,545 @@
+"""The rollout store: Parquet parts behind DuckDB views, written atomically and idempotently.
+
+Why this shape:
+- **Parquet parts, one directory per ingest.** An ingest writes into ``_staging/<id>/`` and becomes
+  visible with one ``os.rename`` into ``parts/``: a killed ingest leaves nothing visible, and readers
+  never see half an ingest. Nothing is rewritten in place, so readers need no lock.
+- **Views built per connection.** Each :meth:`Store.connect` opens an in-memory DuckDB with views
+  over the committed files, so any number of readers work while a writer ingests, and the store
+  directory can be moved. ``catalog.duckdb`` also holds the same views (absolute paths) and the
+  ``ingest_log`` table for people who open it with the duckdb CLI; it is refreshed after each write.
+- **Idempotent.** ``episode_id`` defaults to a content hash; an episode already in the store is
+  skipped, and one whose id is taken by different content is quarantined, never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from calib.errors import StoreError
+from calib.records import RecordError, canonical_json, content_hash, normalize_episode, segment_turns
+from calib.store import schema
+from calib.tools import ToolCatalogue, airline_catalogue
+
+CHUNK_EPISODES = 5000  # episodes per Parquet part: bounds ingest memory (~1 chunk in flight)
+TABLE_VIEWS = ("episodes", "turns", "signals")
+
+
+@dataclass
+class IngestResult:
+    """What one ingest did. ``quarantined`` records are in ``quarantine_file`` with their reasons."""
+
+    ingest_id: str
+    source: str
+    run_id: str | None = None
+    format: str = "native"
+    records: int = 0
+    episodes: int = 0
+    turns: int = 0
+    skipped_duplicates: int = 0
+    quarantined: int = 0
+    successes: int = 0
+    errors: int = 0
+    groups: set[str] = field(default_factory=set, repr=False)
+    quarantine_file: str | None = None
+    reasons: list[str] = field(default_factory=list, repr=False)  # first few, for the summary
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("groups")
+        d.pop("reasons")
+        d["groups"] = self.n_groups
+        scored = self.episodes - self.errors
+        d["success_rate"] = (self.successes / scored) if scored else None
+        return d
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _file_list(files: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(f) for f in files) + "]"
+
+
+class Store:
+    """A store directory. Cheap to construct; every method opens what it needs and closes it."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True):
+        self.path = Path(path).absolute()
+        if not self.path.exists():
+            if not create:
+                raise StoreError(
+                    f"no store at {self.path}: ingest something first (calib ingest FILE --store {path}) "
+                    "or set $CALIB_STORE"
+                )
+            self.path.mkdir(parents=True)
+        elif not self.path.is_dir():
+            raise StoreError(f"{self.path} is a file, not a store directory")
+        elif create is False and not (self.path / "parts").is_dir():
+            raise StoreError(f"{self.path} is not a calib store (no parts/ folder)")
+        for sub in ("parts", "signals", "tables", "quarantine", "_staging"):
+            (self.path / sub).mkdir(exist_ok=True)
+        self._recover()
+
+    # ------------------------------------------------------------------ reading
+
+    def _parts(self, table: str) -> list[str]:
+        return sorted(glob.glob(str(self.path / "parts" / "*" / f"{table}-*.parquet")))
+
+    def _signal_parts(self) -> list[str]:
+        files: list[str] = []
+        for name, version in self.signal_versions().items():
+            files += sorted(glob.glob(str(self.path / "signals" / name / version / "*.parquet")))
+        return files
+
+    def _view_sql(self, table: str) -> str:
+        files = self._signal_parts() if table == "signals" else self._parts(table)
+        arrow_schema = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}[table]
+        if not files:
+            cols = ", ".join(
+                f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in arrow_schema
+            )
+            return f"SELECT {cols} WHERE false"
+        return f"SELECT * FROM read_parquet({_file_list(files)}, union_by_name = true)"
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with views ``episodes``, ``turns``, ``signals``, ``ingest_log``."""
+        con = duckdb.connect(":memory:")
+        for t in TABLE_VIEWS:
+            con.execute(f"CREATE VIEW {t} AS {self._view_sql(t)}")
+        log = self._read_ingest_log()
+        con.register("_ingest_log_df", log)
+        con.execute("CREATE TABLE ingest_log AS SELECT * FROM _ingest_log_df")
+        con.unregister("_ingest_log_df")
+        return con
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        con = self.connect()
+        try:
+            return con.execute(sql, params or []).df()
+        finally:
+            con.close()
+
+    def runs(self) -> list[str]:
+        return [r for (r,) in self.connect().execute("SELECT DISTINCT run_id FROM episodes ORDER BY 1").fetchall()]
+
+    def count(self, table: str = "episodes") -> int:
+        return int(self.connect().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def _existing_ids(self) -> dict[str, str]:
+        files = self._parts("episodes")
+        if not files:
+            return {}
+        tbl = pq.ParquetDataset(files).read(columns=["episode_id", "content_hash"])
+        return dict(zip(tbl.column("episode_id").to_pylist(), tbl.column("content_hash").to_pylist()))
+
+    # ------------------------------------------------------------------ catalog + recovery
+
+    def _manifests(self) -> list[dict[str, Any]]:
+        out = []
+        for m in sorted(glob.glob(str(self.path / "parts" / "*" / "manifest.json"))):
+            out.append(json.loads(Path(m).read_text()))
+        return out
+
+    def _read_ingest_log(self) -> pd.DataFrame:
+        """The ingest log comes from each part's manifest: it is committed with the data, by the same rename."""
+        rows = self._manifests()
+        cols = ["ingest_id", "source", "format", "run_id", "started_at", "finished_at", "records",
+                "episodes", "turns", "skipped_duplicates", "quarantined"]
+        df = pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
+        for c in ("started_at", "finished_at"):
+            df[c] = pd.to_datetime(df[c])
+        for c in ("records", "episodes", "turns", "skipped_duplicates", "quarantined"):
+            df[c] = df[c].astype("int64")
+        return df
+
+    def _recover(self) -> None:
+        """Drop staging folders of dead ingests (a killed ingest leaves only those behind)."""
+        for d in (self.path / "_staging").iterdir():
+            pidfile = d / "pid"
+            try:
+                pid = int(pidfile.read_text()) if pidfile.exists() else -1
+            except ValueError:
+                pid = -1
+            if pid < 0 or not _pid_alive(pid):
+                shutil.rmtree(d, ignore_errors=True)
+
+    def refresh_catalog(self, retries: int = 50) -> None:
+        """Rewrite ``catalog.duckdb`` (views with absolute paths + ingest_log) for the duckdb CLI.
+
+        Best effort: the Parquet parts and manifests are the truth, so a busy catalog is retried a few
+        times and then left for the next write to refresh.
+        """
+        for attempt in range(retries):
+            try:
+                con = duckdb.connect(str(self.path / "catalog.duckdb"))
+            except duckdb.IOException:
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            try:
+                con.execute("BEGIN")
+                for t in TABLE_VIEWS:
+                    con.execute(f"CREATE OR REPLACE VIEW {t} AS {self._view_sql(t)}")
+                con.execute("DROP TABLE IF EXISTS ingest_log")
+                con.execute(schema.INGEST_LOG_DDL)
+                log = self._read_ingest_log()
+                if len(log):
+                    con.register("_log", log)
+                    con.execute("INSERT INTO ingest_log SELECT * FROM _log")
+                con.execute("COMMIT")
+            finally:
+                con.close()
+            return
+
+    # ------------------------------------------------------------------ writing episodes
+
+    def begin_ingest(
+        self,
+        *,
+        source: str,
+        fmt: str = "native",
+        run_id: str | None = None,
+        catalogue: ToolCatalogue | None = None,
+    ) -> IngestWriter:
+        return IngestWriter(self, source=source, fmt=fmt, run_id=run_id, catalogue=catalogue)
+
+    def add_episodes(
+        self,
+        records: Iterable[dict[str, Any]],
+        *,
+        source: str,
+        run_id: str | None = None,
+        catalogue: ToolCatalogue | None = None,
+        fmt: str = "native",
+    ) -> IngestResult:
+        """Validate, segment and write native records in one atomic ingest (bad ones are quarantined)."""
+        with self.begin_ingest(source=source, fmt=fmt, run_id=run_id, catalogue=catalogue) as w:
+            for i, rec in enumerate(records):
+                w.add(rec, line=i + 1)
+        return w.result
+
+    # ------------------------------------------------------------------ signals
+
+    def signal_versions(self) -> dict[str, str]:
+        out = {}
+        for cur in sorted(glob.glob(str(self.path / "signals" / "*" / "CURRENT"))):
+            out[Path(cur).parent.name] = Path(cur).read_text().strip()
+        return out
+
+    def write_signals(self, df: pd.DataFrame, *, signal: str, version: str) -> int:
+        """Append one signal's values (columns episode_id, turn_idx, value) under its version.
+
+        A new version starts a fresh folder and becomes current only after its part is written, so a
+        reader sees either the old version or the complete new one.
+        """
+        if not signal or "/" in signal or signal.startswith("."):
+            raise StoreError(f"invalid signal name {signal!r}")
+        vdir = self.path / "signals" / signal / str(version)
+        vdir.mkdir(parents=True, exist_ok=True)
+        tbl = pa.table(
+            {
+                "episode_id": pa.array(df["episode_id"].astype(str).tolist(), pa.string()),
+                "turn_idx": pa.array(df["turn_idx"].astype("int32").to_numpy(), pa.int32()),
+                "signal": pa.array([signal] * len(df), pa.string()),
+                "value": pa.array(pd.to_numeric(df["value"], errors="coerce").astype("float64").to_numpy(),
+                                  pa.float64()),
+            },
+            schema=schema.SIGNALS,
+        )
+        tmp = vdir / f".part-{uuid.uuid4().hex}.tmp"
+        pq.write_table(tbl, tmp)
+        os.replace(tmp, vdir / f"part-{_now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
+        cur = self.path / "signals" / signal / "CURRENT"
+        if not cur.exists() or cur.read_text().strip() != str(version):
+            _atomic_write_text(cur, str(version))
+        return len(df)
+
+    def drop_signal(self, signal: str) -> None:
+        shutil.rmtree(self.path / "signals" / signal, ignore_errors=True)
+
+    # ------------------------------------------------------------------ side tables
+
+    def write_table(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
+        """Side tables (``calibration_history``, ...): Parquet parts under ``tables/<name>/``."""
+        if mode not in {"append", "replace"}:
+            raise ValueError("mode must be 'append' or 'replace'")
+        tdir = self.path / "tables" / name
+        if mode == "replace":
+            new = self.path / "tables" / f".{name}.{uuid.uuid4().hex}"
+            new.mkdir()
+            df.to_parquet(new / "part-00000.parquet", index=False)
+            old = self.path / "tables" / f".{name}.old.{uuid.uuid4().hex}"
+            if tdir.exists():
+                os.replace(tdir, old)
+            os.replace(new, tdir)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        tdir.mkdir(parents=True, exist_ok=True)
+        tmp = tdir / f".tmp-{uuid.uuid4().hex}"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, tdir / f"part-{_now():%Y%m%d%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet")
+
+    def read_table(self, name: str) -> pd.DataFrame | None:
+        files = sorted(glob.glob(str(self.path / "tables" / name / "*.parquet")))
+        if not files:
+            return None
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    # ------------------------------------------------------------------ export
+
+    def iter_episodes(self, where: str = "true", batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """Canonical episode records (as ingested), streamed in batches."""
+        con = self.connect()
+        cur = con.execute(
+            "SELECT episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
+            f"messages, expected_actions, info FROM episodes WHERE {where} ORDER BY ingest_id, source_line"
+        )
+        cols = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(batch):
+            for row in rows:
+                rec = dict(zip(cols, row))
+                for k in ("messages", "expected_actions", "info"):
+                    rec[k] = json.loads(rec[k]) if rec[k] is not None else None
+                yield rec
+
+
+class IngestWriter:
+    """One atomic ingest. Use as a context manager; it commits on clean exit and discards on error."""
+
+    def __init__(self, store: Store, *, source: str, fmt: str, run_id: str | None, catalogue: ToolCatalogue | None):
+        self.store = store
+        self.catalogue = catalogue or airline_catalogue()
+        self.run_id = run_id
+        self.ingest_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.result = IngestResult(self.ingest_id, source=source, run_id=run_id, format=fmt)
+        self.started = _now()
+        self.staging = store.path / "_staging" / self.ingest_id
+        self.staging.mkdir(parents=True)
+        (self.staging / "pid").write_text(str(os.getpid()))
+        self._existing = store._existing_ids()
+        self._seen: dict[str, tuple[str, int]] = {}  # episode_id -> (hash, line) within this ingest
+        self._eps: list[dict[str, Any]] = []
+        self._turns: list[dict[str, Any]] = []
+        self._chunk = 0
+        self._qfile = None
+
+    # -- context manager
+    def __enter__(self) -> IngestWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # -- records
+    def quarantine(self, *, line: int | None, reason: str, raw: Any = None, file: str | None = None) -> None:
+        if self._qfile is None:
+            self._qfile = open(self.staging / "quarantine.jsonl", "w", encoding="utf-8")
+        if isinstance(raw, (bytes, bytearray)):
+            raw = raw[:2000].decode("utf-8", errors="replace")
+        elif raw is not None and not isinstance(raw, str):
+            try:
+                raw = json.dumps(raw, ensure_ascii=False, default=str)
+            except (TypeError, ValueError):
+                raw = repr(raw)
+        if isinstance(raw, str) and len(raw) > 2000:
+            raw = raw[:2000] + f"... [{len(raw):,} characters]"
+        entry = {"file": file or self.result.source, "line": line, "reason": reason, "record": raw}
+        self._qfile.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.result.quarantined += 1
+        if len(self.result.reasons) < 20:
+            self.result.reasons.append(f"{entry['file']}:{line}: {reason}")
+
+    def add(self, rec: Any, *, line: int | None = None, file: str | None = None) -> bool:
+        """Validate and buffer one native record; quarantine it (and return False) when it is bad."""
+        self.result.records += 1
+        try:
+            ep = normalize_episode(rec, run_id=self.run_id)
+            body = dict(ep)
+            body.pop("episode_id")
+            h = content_hash(body)
+        except RecordError as e:
+            self.quarantine(line=line, reason=str(e), raw=rec, file=file)
+            return False
+        except (TypeError, ValueError, RecursionError) as e:  # e.g. absurdly nested JSON
+            self.quarantine(line=line, reason=f"invalid record: {e}", raw=rec, file=file)
+            return False
+        eid = ep["episode_id"]
+        if eid in self._existing:
+            if self._existing[eid] == h:
+                self.result.skipped_duplicates += 1
+                return False
+            self.quarantine(line=line, reason=f"episode_id {eid!r} is already in the store with different content",
+                            raw=rec, file=file)
+            return False
+        if eid in self._seen:
+            prev_hash, prev_line = self._seen[eid]
+            if prev_hash == h:
+                self.result.skipped_duplicates += 1
+                return False
+            self.quarantine(line=line, reason=f"duplicate episode_id {eid!r} (first seen at line {prev_line})",
+                            raw=rec, file=file)
+            return False
+        self._seen[eid] = (h, line or 0)
+        turns = segment_turns(ep, self.catalogue)
+        self._eps.append(
+            {
+                "episode_id": eid,
+                "run_id": ep["run_id"],
+                "iteration": ep["iteration"],
+                "task_id": ep["task_id"],
+                "group_id": ep["group_id"],
+                "policy": ep["policy"],
+                "outcome": ep["outcome"],
+                "success": ep["success"],
+                "status": ep["status"],
+                "n_turns": len(turns),
+                "messages": json.dumps(ep["messages"], ensure_ascii=False),
+                "expected_actions": canonical_json(ep["expected_actions"]),
+                "info": json.dumps(ep["info"], ensure_ascii=False, default=str),
+                "content_hash": h,
+                "source": file or self.result.source,
+                "source_line": line,
+                "ingest_id": self.ingest_id,
+            }
+        )
+        self._turns.extend(turns)
+        r = self.result
+        r.episodes += 1
+        r.turns += len(turns)
+        r.groups.add(ep["group_id"])
+        if ep["status"] == "error":
+            r.errors += 1
+        elif ep["success"]:
+            r.successes += 1
+        if len(self._eps) >= CHUNK_EPISODES:
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        if not self._eps:
+            return
+        n = f"{self._chunk:05d}"
+        _write_rows(self._eps, schema.EPISODES, self.staging / f"episodes-{n}.parquet")
+        _write_rows(self._turns, schema.TURNS, self.staging / f"turns-{n}.parquet")
+        self._eps, self._turns = [], []
+        self._chunk += 1
+
+    # -- commit / abort
+    def commit(self) -> IngestResult:
+        self._flush()
+        if self._qfile is not None:
+            self._qfile.close()
+        r = self.result
+        manifest = {
+            "ingest_id": self.ingest_id,
+            "source": r.source,
+            "format": r.format,
+            "run_id": r.run_id,
+            "started_at": self.started.isoformat(),
+            "finished_at": _now().isoformat(),
+            "records": r.records,
+            "episodes": r.episodes,
+            "turns": r.turns,
+            "skipped_duplicates": r.skipped_duplicates,
+            "quarantined": r.quarantined,
+        }
+        qsrc = self.staging / "quarantine.jsonl"
+        if qsrc.exists():
+            qdst = self.store.path / "quarantine" / f"{self.ingest_id}.jsonl"
+            os.replace(qsrc, qdst)
+            r.quarantine_file = str(qdst)
+        if r.episodes == 0:
+            # Nothing to publish; the quarantine (if any) is kept for the user to inspect.
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return r
+        (self.staging / "pid").unlink()
+        _atomic_write_text(self.staging / "manifest.json", json.dumps(manifest))
+        _fsync_dir(self.staging)
+        os.rename(self.staging, self.store.path / "parts" / self.ingest_id)  # the commit point
+        _fsync_dir(self.store.path / "parts")
+        self.store.refresh_catalog()
+        return r
+
+    def abort(self) -> None:
+        if self._qfile is not None:
+            self._qfile.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _write_rows(rows: list[dict[str, Any]], sch: pa.Schema, path: Path) -> None:
+    cols = {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in sch}
+    pq.write_table(pa.table(cols, schema=sch), path, compression="zstd")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t):
+        return "VARCHAR"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    raise TypeError(t)
