@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from calib.errors import CalibError
@@ -20,27 +20,19 @@ from calib.errors import CalibError
 err_console = Console(stderr=True)
 
 
-class _ShownCalibError(click.ClickException):
-    """Carries a :class:`CalibError` through click so that it prints as one red line."""
-
-    def __init__(self, error: CalibError):
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        err_console.print(f"[bold red]Error:[/] {self.message}", highlight=False, markup=True, soft_wrap=True)
-
-
 class CalibGroup(TyperGroup):
     """Root group: turns known errors into one red line and an exit code (no traceback)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):  # noqa: ANN001 - typer's vendored click.Context
         try:
             return super().invoke(ctx)
         except CalibError as e:
             if os.environ.get("CALIB_DEBUG"):
                 raise
-            raise _ShownCalibError(e) from None
+            # One red line and the error's exit code; typer.Exit is the public way to leave with a
+            # code (typer vendors its own click, so click's exception classes do not apply).
+            err_console.print(Text("Error: ", style="bold red") + Text(str(e)), highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
 
 
 app = typer.Typer(

@@ -36,7 +36,7 @@ from calib.records import RecordError, canonical_json, content_hash, normalize_e
 from calib.store import schema
 from calib.tools import ToolCatalogue, airline_catalogue
 
-CHUNK_EPISODES = 5000  # episodes per Parquet part: bounds ingest memory (~1 chunk in flight)
+CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))  # episodes per Parquet part: bounds ingest memory
 TABLE_VIEWS = ("episodes", "turns", "signals")
 
 
