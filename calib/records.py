@@ -58,6 +58,11 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:32]
 
 
+def _fast_json(obj: Any) -> str:
+    """Sorted-key JSON of data whose numbers are already normalised (what normalize_episode returns)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 # ----------------------------------------------------------------------------- messages
 
 
@@ -95,13 +100,13 @@ def _parse_tool_call(raw: Any, where: str) -> dict[str, Any]:
         if len(args) > MAX_STRING:
             raise RecordError(f"{where}.arguments is {len(args):,} characters long (limit {MAX_STRING:,})")
         try:
-            call["arguments"] = json.loads(args) if args.strip() else {}
+            call["arguments"] = _norm_value(json.loads(args)) if args.strip() else {}
         except json.JSONDecodeError:
             # The model wrote arguments that are not JSON: an invalid turn, not a bad record.
             call["arguments"] = args
             call["parse_error"] = True
     elif isinstance(args, dict):
-        call["arguments"] = args
+        call["arguments"] = _norm_value(args)
     elif args is None:
         call["arguments"] = {}
     else:
@@ -193,11 +198,12 @@ def _opt_str(rec: dict, key: str) -> str | None:
     return str(v)
 
 
-def normalize_episode(rec: Any, *, run_id: str | None = None) -> dict[str, Any]:
+def normalize_episode(rec: Any, *, run_id: str | None = None, with_hash: bool = False) -> dict[str, Any]:
     """Validate one native record and return the canonical episode dict.
 
     ``run_id`` given on the command line overrides the record's. ``episode_id`` defaults to a
-    content hash of the canonical record, so re-ingesting the same data adds nothing.
+    content hash of the canonical record, so re-ingesting the same data adds nothing. With
+    ``with_hash`` the hash is also returned under ``_content_hash``.
     """
     if not isinstance(rec, dict):
         raise RecordError(f"record should be a JSON object, got {type(rec).__name__}")
@@ -251,9 +257,16 @@ def normalize_episode(rec: Any, *, run_id: str | None = None) -> dict[str, Any]:
         "expected_actions": _normalize_actions(rec.get("expected_actions")),
         "info": info,
     }
+    # The content hash identifies the record: it is the default episode_id (so re-ingesting the same
+    # data adds nothing) and tells a harmless re-ingest from an id clash. Numbers in tool arguments
+    # and expected actions are already normalised, so plain sorted-key JSON is canonical here.
+    body = {k: v for k, v in ep.items() if k != "episode_id"}
+    body["info"] = _norm_value(info)
+    h = hashlib.sha256(_fast_json(body).encode("utf-8")).hexdigest()[:32]
     if ep["episode_id"] is None:
-        body = {k: v for k, v in ep.items() if k != "episode_id"}
-        ep["episode_id"] = content_hash(body)
+        ep["episode_id"] = h
+    if with_hash:
+        ep["_content_hash"] = h
     return ep
 
 
@@ -313,9 +326,9 @@ def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dic
                 "msg_idx": i,
                 "kind": kind,
                 "tool_name": name,
-                "tool_args": (args if isinstance(args, str) else canonical_json(args)) if first else None,
+                "tool_args": (args if isinstance(args, str) else _fast_json(args)) if first else None,
                 "n_tool_calls": len(calls),
-                "tool_calls": canonical_json(calls) if len(calls) > 1 else None,
+                "tool_calls": _fast_json(calls) if len(calls) > 1 else None,
                 "is_write": catalogue.is_write(name) if name else None,
                 "tool_error": tool_error,
                 "text": m.get("content"),

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from calib.errors import StoreError
-from calib.records import RecordError, canonical_json, content_hash, normalize_episode, segment_turns
+from calib.records import RecordError, canonical_json, normalize_episode, segment_turns
 from calib.store import schema
 from calib.tools import ToolCatalogue, airline_catalogue
 
@@ -390,10 +390,8 @@ class IngestWriter:
         """Validate and buffer one native record; quarantine it (and return False) when it is bad."""
         self.result.records += 1
         try:
-            ep = normalize_episode(rec, run_id=self.run_id)
-            body = dict(ep)
-            body.pop("episode_id")
-            h = content_hash(body)
+            ep = normalize_episode(rec, run_id=self.run_id, with_hash=True)
+            h = ep.pop("_content_hash")
         except RecordError as e:
             self.quarantine(line=line, reason=str(e), raw=rec, file=file)
             return False

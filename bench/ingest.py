@@ -1,0 +1,131 @@
+"""Ingest throughput: 100k synthetic episodes (~1M turns) into a fresh store.
+
+Baseline, measured in the same run on the same file: a straightforward loader that ``json.loads``
+each line, builds one row per episode and one per turn with plain Python, and writes them with
+pandas ``to_parquet``, with no validation, no quarantine and no atomic commit. calib does strictly
+more work (validation, canonical JSON, content hashing, idempotency, atomic commit), so a ratio
+near 1 is the expected outcome; the issue's goal is absolute: under 60 s and under 2 GiB.
+
+Peak RSS is measured in a child process per loader (``resource.getrusage(RUSAGE_CHILDREN)``), so
+the numbers do not include the generator.
+
+Usage: python bench/ingest.py [--episodes 100000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _generate(path: Path, n: int) -> int:
+    from calib.ingest.synthetic import synthetic_episodes
+
+    turns = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for ep in synthetic_episodes(n, seed=0, turns_mean=10):
+            turns += sum(1 for m in ep["messages"] if m["role"] == "assistant")
+            f.write(json.dumps(ep) + "\n")
+    return turns
+
+
+def _run_calib(src: str, store: str, q: mp.Queue) -> None:
+    from calib.ingest import ingest_file
+    from calib.store import Store
+
+    t0 = time.perf_counter()
+    r = ingest_file(Store(store), Path(src))
+    dt = time.perf_counter() - t0
+    q.put({"seconds": dt, "episodes": r.episodes, "turns": r.turns, "quarantined": r.quarantined,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _run_baseline(src: str, out: str, q: mp.Queue) -> None:
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    eps, turns = [], []
+    with open(src, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            eid = f"{rec['task_id']}-{len(eps)}"
+            eps.append({"episode_id": eid, "run_id": rec["run_id"], "task_id": rec["task_id"],
+                        "outcome": rec["outcome"], "messages": json.dumps(rec["messages"])})
+            t = 0
+            for m in rec["messages"]:
+                if m["role"] == "assistant":
+                    call = (m.get("tool_calls") or [None])[0]
+                    turns.append({"episode_id": eid, "turn_idx": t,
+                                  "tool_name": call["function"]["name"] if call else None,
+                                  "tool_args": call["function"]["arguments"] if call else None,
+                                  "text": m.get("content")})
+                    t += 1
+    Path(out).mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(eps).to_parquet(Path(out) / "episodes.parquet")
+    pd.DataFrame(turns).to_parquet(Path(out) / "turns.parquet")
+    dt = time.perf_counter() - t0
+    q.put({"seconds": dt, "episodes": len(eps), "turns": len(turns),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _in_child(fn, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=fn, args=(*args, q))
+    p.start()
+    res = q.get()
+    p.join()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="2,000 episodes (for tests)")
+    args = ap.parse_args()
+    n = 2_000 if args.quick else args.episodes
+    work = Path(tempfile.mkdtemp(prefix="calib-bench-ingest-"))
+    try:
+        src = work / "episodes.jsonl"
+        t0 = time.perf_counter()
+        n_turns = _generate(src, n)
+        gen_s = time.perf_counter() - t0
+        size_mb = src.stat().st_size / 2**20
+        base = _in_child(_run_baseline, str(src), str(work / "baseline"))
+        cal = _in_child(_run_calib, str(src), str(work / "store"))
+        assert cal["episodes"] == n and cal["quarantined"] == 0, cal
+        eps_s = n / cal["seconds"]
+        ratio = base["seconds"] / cal["seconds"]
+        print(f"input: {n:,} episodes, {n_turns:,} turns, {size_mb:,.0f} MB JSONL (generated in {gen_s:.1f} s)")
+        print(f"{'loader':<34}{'seconds':>10}{'episodes/s':>14}{'peak RSS MB':>14}")
+        print(f"{'json + pandas (baseline)':<34}{base['seconds']:>10.1f}{n / base['seconds']:>14,.0f}"
+              f"{base['peak_rss_mb']:>14,.0f}")
+        print(f"{'calib ingest':<34}{cal['seconds']:>10.1f}{eps_s:>14,.0f}{cal['peak_rss_mb']:>14,.0f}")
+        print(f"calib / baseline speed ratio: {ratio:.2f}x (calib also validates, hashes, dedups, commits atomically)")
+        details = {"episodes": n, "turns": n_turns, "input_mb": round(size_mb, 1),
+                   "calib_seconds": round(cal["seconds"], 2), "baseline_seconds": round(base["seconds"], 2),
+                   "episodes_per_s": round(eps_s), "peak_rss_mb": round(cal["peak_rss_mb"]),
+                   "baseline_peak_rss_mb": round(base["peak_rss_mb"])}
+        quick = " (quick size: goals apply to 100k)" if args.quick else ""
+        print(json.dumps({"bench": "ingest", "figure": "seconds_100k", "value": round(cal["seconds"], 2),
+                          "goal": "< 60" + quick, "met": cal["seconds"] < 60, "details": details}))
+        print(json.dumps({"bench": "ingest", "figure": "peak_rss_gib", "value": round(cal["peak_rss_mb"] / 1024, 3),
+                          "goal": "< 2" + quick, "met": cal["peak_rss_mb"] < 2048, "details": {}}))
+        print(json.dumps({"bench": "ingest", "figure": "speed_vs_json_pandas", "value": round(ratio, 2),
+                          "goal": "report", "met": True, "details": {}}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
