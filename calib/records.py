@@ -118,7 +118,7 @@ def _parse_tool_call(raw: Any, where: str) -> dict[str, Any]:
     return call
 
 
-def normalize_messages(messages: Any) -> list[dict[str, Any]]:
+def normalize_messages(messages: Any, *, require_assistant: bool = True) -> list[dict[str, Any]]:
     """Validate and canonicalise a message list; check that every tool call has its result."""
     if not isinstance(messages, list) or not messages:
         raise RecordError("messages should be a non-empty list")
@@ -163,7 +163,7 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
         out.append(msg)
     if pending:
         raise RecordError(f"tool call {pending[0]['name']!r} has no tool result at the end of the episode")
-    if not any(m["role"] == "assistant" for m in out):
+    if require_assistant and not any(m["role"] == "assistant" for m in out):  # error episodes may have none
         raise RecordError("episode has no assistant message")
     return out
 
@@ -207,7 +207,7 @@ def normalize_episode(rec: Any, *, run_id: str | None = None, with_hash: bool = 
     """
     if not isinstance(rec, dict):
         raise RecordError(f"record should be a JSON object, got {type(rec).__name__}")
-    messages = normalize_messages(rec.get("messages"))
+    messages = normalize_messages(rec.get("messages"), require_assistant=rec.get("status", "ok") != "error")
     outcome = rec.get("outcome", rec.get("reward"))
     if isinstance(outcome, bool):
         outcome = float(outcome)
