@@ -129,7 +129,9 @@ def from_openai_message(msg: dict[str, Any], *, id_prefix: str = "call") -> dict
             except json.JSONDecodeError:
                 args = None
         if not isinstance(name, str) or not name or not isinstance(args, dict):
-            broken.append(json.dumps({"name": name, "arguments": fn.get("arguments")}, default=str))
+            raw_args = fn.get("arguments")
+            raw_args = raw_args if isinstance(raw_args, str) else json.dumps(raw_args, default=str)
+            broken.append(f'{{"name": {json.dumps(name, default=str)}, "arguments": {raw_args}}}')  # verbatim
             continue
         calls.append({"id": str(c.get("id") or f"{id_prefix}_{i}"), "name": name, "arguments": args})
     if broken:

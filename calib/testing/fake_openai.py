@@ -14,8 +14,9 @@ or as a separate process (the benchmark does this so that the server has its own
 
     python -m calib.testing.fake_openai --latency 0.05   # prints "PORT <n>" then serves
 
-Faults: ``faults`` is a list consumed one entry per request (``"ok"``, ``"500"``, ``"timeout"``,
-``"drop"``: close the connection without a reply); ``fault_fn(body)`` may return a fault for any
+Faults: ``faults`` is a list consumed one entry per request (``"ok"``, an HTTP status such as ``"500"``
+or ``"429"``, ``"timeout"``: reply only after ``hang`` seconds, ``"drop"``: close the connection
+without a reply); ``fault_fn(body)`` may return a fault for any
 request (e.g. always ``"500"`` for one model name) and wins over the list.
 """
 
@@ -83,7 +84,8 @@ def completion(message: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 class FakeOpenAI:
@@ -172,8 +174,8 @@ class FakeOpenAI:
         fault = self._next_fault(body)
         if self.latency:
             await asyncio.sleep(self.latency)
-        if fault == "500":
-            return 500, {"error": {"message": "injected failure"}}
+        if fault.isdigit():  # "500", "503", "429", "400": that status with an error body
+            return int(fault), {"error": {"message": f"injected HTTP {fault}"}}
         if fault == "timeout":
             await asyncio.sleep(self.hang)
         if fault == "drop":
