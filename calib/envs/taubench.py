@@ -115,6 +115,7 @@ def profile_from_actions(user_id: str, actions: list[dict[str, Any]], outputs: l
         "confirm": True,
         "stages": [{
             "say": OPENINGS.get(first_kind, OPENINGS["no_write"]),
+            "actions": list(range(len(actions))),
             "writes": writes,
             "outputs": list(outputs),
             "refusal": writes == 0 and not outputs and not transfer,

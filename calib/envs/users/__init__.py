@@ -1,0 +1,1 @@
+"""User simulators: ``scripted`` (deterministic, from the task profile), ``llm``, ``hf``."""
