@@ -28,10 +28,10 @@ FAST = {"backoff": 0.01, "backoff_max": 0.02}  # retries in tests wait milliseco
 
 
 @pytest.fixture(scope="module")
-def domain(taubench_dir):
+def domain():
     from calib.envs.base import load_domain
 
-    return load_domain(f"taubench:{taubench_dir / 'airline'}")
+    return load_domain("airline-mini")
 
 
 @pytest.fixture(scope="module")
