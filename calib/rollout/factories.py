@@ -95,7 +95,7 @@ def user_factory(
 
         return make_hf
     if name == "scripted":
-        from calib.envs.users.scripted import ScriptedUser
+        from calib.envs.users import make_user
 
-        return lambda: ScriptedUser(**kw)
+        return lambda: make_user("scripted", **kw)
     raise UsageError(f"unknown user simulator {name!r}: use one of {', '.join(USERS)}")
