@@ -1,9 +1,165 @@
-"""CLI: `calib analyze` (placeholder until its issue lands)."""
+"""CLI: ``calib analyze``: signals -> discriminative analysis -> calibrated reward spec."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from calib.cli.options import JsonOpt, RunsOpt, StoreOpt, split_csv
+from calib.errors import UsageError
+
+SignalsOpt = Annotated[
+    str | None,
+    typer.Option("--signals", help="Comma-separated signals to analyse (default: every built-in and entry-point signal)."),
+]
+CustomOpt = Annotated[
+    list[str] | None,
+    typer.Option("--signal", help="A custom signal module:function (episode, turn) -> float | None; repeatable."),
+]
+
+
+def analyze(
+    store: StoreOpt = Path("./calib-store"),
+    runs: RunsOpt = None,
+    signals: SignalsOpt = None,
+    custom: CustomOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for analysis.parquet, analysis.json, reward_spec.yaml.")]
+    = Path("calib-analysis"),
+    base_spec: Annotated[Path | None, typer.Option("--base-spec", help="Start from this spec: only its turn rewards change.")]
+    = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="gtpo_hybrid | mt_grpo: advantage mode whose sign agreement "
+                    "decides alignment (default: the base spec's, else gtpo_hybrid).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap replicates per interval.")] = 1000,
+    aggregate: Annotated[str, typer.Option("--aggregate", help="Episode aggregate: mean | sum | any | max.")] = "mean",
+    weight_cap: Annotated[float, typer.Option("--weight-cap", help="Largest |proposed weight|.")] = 0.3,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the proposed spec.")] = None,
+    domain: Annotated[str, typer.Option("--domain", help="Tool catalogue for the tool signals.")] = "airline",
+    html: Annotated[bool, typer.Option("--html", help="Also write the HTML report (calib.report).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute per-turn signals, measure which ones separate success from failure within GRPO groups
+    and whether their advantage points with the outcome, and propose a calibrated reward spec.
+
+    Writes analysis.parquet, analysis.json and reward_spec.yaml to --out and prints a table sorted by
+    verdict (keep, flip, zero). Signals already computed for the current signal version are reused.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from calib.analysis.propose import propose_spec, write_outputs
+    from calib.analysis.run import AnalysisConfig, analyze_store
+    from calib.signals.compute import compute_signals
+    from calib.signals.registry import available_signals, resolve_signal
+    from calib.spec import check_signals, load_spec
+    from calib.store import Store
+    from calib.tools import get_catalogue
+
+    console = Console(stderr=as_json)
+    if mode is not None and mode not in ("gtpo_hybrid", "mt_grpo"):
+        raise UsageError(f"--mode {mode!r}: expected gtpo_hybrid or mt_grpo")
+    if n_boot < 1:
+        raise UsageError(f"--n-boot {n_boot}: expected at least 1")
+    if not (math.isfinite(weight_cap) and weight_cap >= 0):
+        raise UsageError(f"--weight-cap {weight_cap}: expected a finite number >= 0")
+    report_writer = _report_writer() if html else None
+
+    names = split_csv(signals) or available_signals()
+    for c in custom or []:
+        names += split_csv(c) or []
+    names = list(dict.fromkeys(names))
+    for n in names:
+        resolve_signal(n)  # unknown names and broken imports fail here, before any work
+    base = load_spec(base_spec, known_signals=names + available_signals()) if base_spec is not None else None
+    if base is not None:
+        check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
+    adv = base.advantage if base is not None else None
+    cfg = AnalysisConfig(
+        aggregate=aggregate,
+        n_boot=n_boot,
+        seed=seed,
+        mode=mode or (adv.mode if adv is not None and adv.mode in ("gtpo_hybrid", "mt_grpo") else "gtpo_hybrid"),
+        gamma=adv.gamma if adv is not None else 0.9,
+        lam=adv.lam if adv is not None else None,
+        turn_norm=adv.turn_norm if adv is not None else "index",
+        weight_cap=weight_cap,
+    )
+    st = Store(store, create=False)
+    run_list = split_csv(runs)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        computed = compute_signals(st, names, catalogue=get_catalogue(domain), runs=run_list, progress=progress)
+        task = progress.add_task("analysing signals", total=len(names))
+        result = analyze_store(st, names, runs=run_list, config=cfg,
+                               on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
+    spec = propose_spec(result, cfg, base=base, name=name, store=str(st.path))
+    paths = write_outputs(result, spec, out)
+    report_path = report_writer(out, store=st) if report_writer is not None else None
+
+    if as_json:
+        doc = json.loads(paths["analysis.json"].read_text())
+        doc["files"] = {k: str(v) for k, v in paths.items()}
+        if report_path is not None:
+            doc["files"]["report.html"] = str(report_path)
+        typer.echo(json.dumps(doc))
+        return
+    _print_table(console, result, cfg, computed)
+    for p in paths.values():
+        console.print(f"wrote [bold]{p}[/]")
+    if report_path is not None:
+        console.print(f"wrote [bold]{report_path}[/]")
+
+
+def _report_writer():
+    """``calib.report.write_report(out_dir, store=...)`` if the report module is installed."""
+    try:
+        from calib.report import write_report
+    except ImportError:
+        raise UsageError("--html needs calib.report, which is not available in this installation; "
+                         "run without --html (analysis.json holds every number)") from None
+    return write_report
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _print_table(console, result, cfg, computed) -> None:
+    from rich.table import Table
+
+    s = result.summary
+    title = (f"{s['episodes']:,} episodes in {s['groups']:,} groups ({s['informative_groups']:,} informative), "
+             f"success {s['success_rate']:.1%}; runs: {', '.join(s['runs'])}")
+    table = Table(title=title, title_justify="left")
+    for col in ("signal", "verdict", "weight", "group_auc [CI]", "auc [CI]", "pb r", f"agree {cfg.mode}",
+                "misaligned", "dead", "fires"):
+        table.add_column(col, justify="left" if col in ("signal", "verdict") else "right")
+    style = {"keep": "green", "flip": "magenta", "zero": "dim"}
+    for r in result.signals:
+        g_lo, g_hi = r["group_auc_ci"]
+        a_lo, a_hi = r["auc_ci"]
+        table.add_row(
+            r["signal"],
+            f"[{style[r['verdict']]}]{r['verdict']}[/]",
+            f"{r['proposed_weight']:+.3g}",
+            f"{_fmt(r['group_auc'], '.2f')} [{_fmt(g_lo, '.2f')}, {_fmt(g_hi, '.2f')}]",
+            f"{_fmt(r['auc'], '.2f')} [{_fmt(a_lo, '.2f')}, {_fmt(a_hi, '.2f')}]",
+            _fmt(r["pb_corr"], ".2f"),
+            _fmt(r["sign_agreement"][cfg.mode], ".0%"),
+            _fmt(r["misaligned_mass"][cfg.mode], ".2f"),
+            _fmt(r["dead_share"], ".0%"),
+            _fmt(r["fire_rate"], ".0%"),
+        )
+    console.print(table)
+    if computed.written:
+        console.print(f"computed {', '.join(sorted(computed.written))}; reused {len(computed.cached)} cached signal(s)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app (nothing yet)."""
+    app.command("analyze")(analyze)

@@ -1,0 +1,345 @@
+"""The analysis at the I/O edge: read episodes and signals through DuckDB into arrays, run the
+metrics of ``calib.analysis.metrics`` on every signal, and return one table (plus the JSON document
+that ``analysis.json`` holds and the report renders).
+
+Only ``status = 'ok'`` episodes take part (an infrastructure failure says nothing about a signal).
+Turn values are laid out flat in (episode, turn) order; a turn without a stored value is NaN, which
+the episode aggregates skip and the advantage-based metrics treat as 0, as the trainer does.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from calib.analysis import metrics as M
+from calib.errors import CalibError, UsageError
+
+VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
+AGGREGATES = ("mean", "sum", "any", "max")
+ANALYSIS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class AnalysisConfig:
+    """Every threshold and knob of the analysis, with its default and why (one place: the docs link here)."""
+
+    # Parameters that control the discriminative metrics
+    aggregate: str = field(default="mean", metadata={"help": "Episode aggregate of a signal's turn values for auc, "
+                           "pb_corr and group_auc: mean (default; insensitive to episode length), sum, any, max."})
+    n_boot: int = field(default=1000, metadata={"help": "Bootstrap replicates for the CIs (episodes for auc, "
+                        "groups for group_auc). 1000 gives percentiles stable to ~0.005."})
+    alpha: float = field(default=0.05, metadata={"help": "CI level is 1 - alpha (0.05: 95% intervals)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap draws: same seed, same intervals."})
+    max_positions: int = field(default=10, metadata={"help": "auc_by_position covers turns 0..max_positions-1."})
+
+    # Parameters that control sign agreement (DESIGN section 6 formulas, via trainer.advantages)
+    mode: str = field(default="gtpo_hybrid", metadata={"help": "Advantage mode of the proposed spec; its sign "
+                      "agreement decides whether a discriminative signal is aligned. mt_grpo | gtpo_hybrid."})
+    gamma: float = field(default=0.9, metadata={"help": "gtpo_hybrid discount (the seed paper's 0.9)."})
+    lam: float | None = field(default=None, metadata={"help": "Advantage lambda; None = the mode's default."})
+    turn_norm: str = field(default="index", metadata={"help": "index | pooled: the set each turn is normalised over."})
+
+    # Parameters that control verdicts and proposed weights (DESIGN section 4)
+    null_auc: float = field(default=0.5, metadata={"help": "keep needs the group_auc CI above this, flip below."})
+    min_agreement: float = field(default=0.5, metadata={"help": "keep needs sign agreement >= this in `mode` "
+                                 "(flip: 1 - agreement >= this); else the verdict is zero."})
+    weight_scale: float = field(default=1.0, metadata={"help": "Proposed weight = weight_scale * (2*group_auc - 1)."})
+    weight_cap: float = field(default=0.3, metadata={"help": "|proposed weight| <= weight_cap (the outcome has 1)."})
+    value_quantile: float = field(default=0.95, metadata={"help": "Weights of signals beyond [0, 1] are divided by "
+                                  "this quantile of |value| so a typical turn stays within the cap."})
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATES:
+            raise UsageError(f"aggregate={self.aggregate!r}: expected one of {', '.join(AGGREGATES)}")
+        if self.mode not in M.SIGN_MODES:
+            raise UsageError(f"mode={self.mode!r}: expected one of {', '.join(M.SIGN_MODES)}")
+        if self.turn_norm not in ("index", "pooled"):
+            raise UsageError(f"turn_norm={self.turn_norm!r}: expected index or pooled")
+        if not 0.0 < self.gamma <= 1.0:
+            raise UsageError(f"gamma={self.gamma}: expected a discount in (0, 1]")
+        if self.lam is not None and not math.isfinite(self.lam):
+            raise UsageError(f"lam={self.lam}: expected a finite number or None")
+        if self.n_boot < 1:
+            raise UsageError(f"n_boot={self.n_boot}: expected at least 1 bootstrap replicate")
+        if not 0.0 < self.alpha < 1.0:
+            raise UsageError(f"alpha={self.alpha}: expected a level in (0, 1), e.g. 0.05 for 95% intervals")
+        if not (math.isfinite(self.weight_cap) and self.weight_cap >= 0):
+            raise UsageError(f"weight_cap={self.weight_cap}: expected a finite number >= 0")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise UsageError(f"min_agreement={self.min_agreement}: expected a share in [0, 1]")
+        if self.max_positions < 0:
+            raise UsageError(f"max_positions={self.max_positions}: expected >= 0")
+
+
+@dataclass
+class EpisodeData:
+    """Arrays the metrics need: episodes [E] and flat per-turn values [N] per signal."""
+
+    episode_id: np.ndarray
+    group: np.ndarray
+    success: np.ndarray
+    outcome: np.ndarray
+    lengths: np.ndarray
+    values: dict[str, np.ndarray]
+    runs: list[str] = field(default_factory=list)
+    excluded_error_episodes: int = 0
+
+
+@dataclass
+class AnalysisResult:
+    table: pd.DataFrame  # one row per signal, sorted by verdict, flat columns (analysis.parquet)
+    signals: list[dict[str, Any]]  # the same, nested (analysis.json)
+    summary: dict[str, Any]
+    parameters: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(
+            {
+                "schema_version": ANALYSIS_SCHEMA_VERSION,
+                "summary": self.summary,
+                "parameters": self.parameters,
+                "signals": self.signals,
+            }
+        )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+_EPISODES_SQL = """
+CREATE OR REPLACE TEMP TABLE _ep AS
+SELECT episode_id, run_id, group_id, success, outcome, n_turns,
+       sum(n_turns) OVER (ORDER BY episode_id ROWS UNBOUNDED PRECEDING) - n_turns AS off
+FROM episodes WHERE status = 'ok' {runs}
+"""
+
+
+def load_arrays(con: duckdb.DuckDBPyConnection, signals: Sequence[str], runs: Sequence[str] | None = None) -> EpisodeData:
+    """Read ``status='ok'`` episodes (of ``runs``) and the named signals into flat arrays, in SQL.
+
+    ``con`` has views ``episodes`` (episode_id, run_id, group_id, success, outcome, n_turns, status)
+    and ``signals`` (episode_id, turn_idx, signal, value), as a store connection does.
+    """
+    where = "AND list_contains(?, run_id)" if runs else ""
+    con.execute(_EPISODES_SQL.format(runs=where), [list(runs)] if runs else [])
+    ep = con.execute("SELECT episode_id, run_id, group_id, success, outcome, n_turns FROM _ep ORDER BY off").fetchnumpy()
+    n_err = con.execute(
+        f"SELECT count(*) FROM episodes WHERE status <> 'ok' {where}", [list(runs)] if runs else []
+    ).fetchone()[0]
+    lengths = np.asarray(ep["n_turns"], dtype=np.int64)
+    n = int(lengths.sum())
+    values: dict[str, np.ndarray] = {}
+    for name in signals:
+        rows = con.execute(
+            "SELECT e.off + s.turn_idx AS pos, s.value FROM signals s JOIN _ep e USING (episode_id) "
+            "WHERE s.signal = ? AND s.turn_idx >= 0 AND s.turn_idx < e.n_turns",
+            [name],
+        ).fetchnumpy()
+        v = np.full(n, np.nan)
+        val = np.asarray(rows["value"], dtype=np.float64) if len(rows["pos"]) else np.zeros(0)
+        if hasattr(rows["value"], "mask"):  # NULL -> NaN
+            val = np.where(np.ma.getmaskarray(rows["value"]), np.nan, np.ma.getdata(rows["value"]).astype(np.float64))
+        v[np.asarray(rows["pos"], dtype=np.int64)] = val
+        values[name] = v
+    return EpisodeData(
+        episode_id=np.asarray(ep["episode_id"], dtype=object),
+        group=np.asarray(ep["group_id"], dtype=object),
+        success=np.asarray(ep["success"], dtype=bool),
+        outcome=np.asarray(ep["outcome"], dtype=np.float64),
+        lengths=lengths,
+        values=values,
+        runs=sorted({str(r) for r in ep["run_id"]}),
+        excluded_error_episodes=int(n_err),
+    )
+
+
+def arrays_from_frames(episodes: pd.DataFrame, signals: pd.DataFrame, names: Sequence[str] | None = None) -> EpisodeData:
+    """The same arrays from in-memory frames (``episodes``: episode_id, group_id, success, outcome,
+    n_turns, optional run_id and status; ``signals``: long format), through the same SQL."""
+    ep = episodes.copy()
+    ep["run_id"] = ep.get("run_id", "frames")
+    ep["status"] = ep.get("status", "ok")
+    names = list(names) if names is not None else list(dict.fromkeys(signals["signal"]))
+    con = duckdb.connect()
+    try:
+        con.register("episodes", ep)
+        con.register("signals", signals)
+        return load_arrays(con, names)
+    finally:
+        con.close()
+
+
+# ----------------------------------------------------------------------------- computing
+
+
+def analyze_arrays(
+    data: EpisodeData,
+    config: AnalysisConfig | None = None,
+    *,
+    on_signal: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Every metric of every signal in ``data.values``; the verdicts and proposed weights."""
+    cfg = config or AnalysisConfig()
+    names = list(data.values)
+    E = data.lengths.size
+    if E == 0:
+        raise CalibError("no episodes with status 'ok' to analyse: check --runs, or ingest rollouts first")
+    if not names:
+        raise UsageError("no signals to analyse")
+    y = data.success
+    _, g = np.unique(data.group.astype(str), return_inverse=True)
+    g = g.reshape(-1)
+
+    # Episode aggregates of every signal [E, S] and the within-group AUC of all of them in one pass.
+    scores = np.stack([M.aggregate(data.values[n], data.lengths, cfg.aggregate) for n in names], axis=1)
+    gres = M.group_auc(scores, y, g)
+    gboot = M.group_auc_bootstrap(gres.u, gres.pairs, n_boot=cfg.n_boot, seed=cfg.seed)  # (B, S)
+
+    rows = []
+    for j, name in enumerate(names):
+        if on_signal is not None:
+            on_signal(name)
+        v = data.values[name]
+        s = scores[:, j]
+        ok = np.isfinite(s)
+        auc = M.auc(s[ok], y[ok])
+        auc_ci = M.auc_ci(s[ok], y[ok], n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
+        r, p = M.pb_corr(s[ok], y[ok])
+        g_ci = M.percentile_ci(gboot[:, j], alpha=cfg.alpha)
+        align = {
+            mode: M.sign_agreement(
+                v, data.lengths, data.outcome, g, mode=mode, gamma=cfg.gamma, lam=cfg.lam, turn_norm=cfg.turn_norm
+            )
+            for mode in M.SIGN_MODES
+        }
+        agree = align[cfg.mode].agreement
+        verdict = M.verdict(g_ci, agree, null=cfg.null_auc, min_agreement=cfg.min_agreement)
+        finite = np.abs(v[np.isfinite(v)])
+        value_scale = float(np.quantile(finite, cfg.value_quantile)) if finite.size else 1.0
+        weight = M.proposed_weight(
+            float(gres.value[j]), verdict, scale=cfg.weight_scale, cap=cfg.weight_cap, value_scale=value_scale
+        )
+        rows.append(
+            {
+                "signal": name,
+                "verdict": verdict,
+                "proposed_weight": weight,
+                "group_auc": float(gres.value[j]),
+                "group_auc_ci": list(g_ci),
+                "informative_groups": int(gres.informative_groups[j]),
+                "n_groups": gres.n_groups,
+                "auc": auc,
+                "auc_ci": list(auc_ci),
+                "pb_corr": r,
+                "pb_p": p,
+                "sign_agreement": {m: a.agreement for m, a in align.items()},
+                "misaligned_mass": {m: a.misaligned_mass for m, a in align.items()},
+                "dead_share": M.dead_share(v, data.lengths, y, g),
+                "auc_by_position": M.auc_by_position(v, data.lengths, y, max_positions=cfg.max_positions),
+                "aggregate": cfg.aggregate,
+                "mean_value": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+                "fire_rate": float((v[np.isfinite(v)] != 0).mean()) if np.isfinite(v).any() else float("nan"),
+                "value_scale": value_scale,
+                "n_episodes": int(ok.sum()),
+                "n_turns": int(np.isfinite(v).sum()),
+                "reason": _reason(verdict, g_ci, agree, cfg),
+            }
+        )
+    rows.sort(key=lambda r: (VERDICT_ORDER[r["verdict"]], -abs(_nz(r["group_auc"]) - cfg.null_auc), r["signal"]))
+    n_pos = np.bincount(g, weights=y)
+    n_all = np.bincount(g)
+    summary = {
+        "runs": data.runs,
+        "episodes": int(E),
+        "turns": int(data.lengths.sum()),
+        "groups": int(n_all.size),
+        "informative_groups": int(((n_pos > 0) & (n_pos < n_all)).sum()),
+        "success_rate": float(y.mean()),
+        "excluded_error_episodes": data.excluded_error_episodes,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return AnalysisResult(table=_flat_table(rows), signals=rows, summary=summary, parameters=asdict(cfg))
+
+
+def _reason(verdict: str, ci: tuple[float, float], agree: float, cfg: AnalysisConfig) -> str:
+    """One line that says why, for the table and the report."""
+    lo, hi = ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no informative groups with values: nothing to measure"
+    ci_txt = f"group_auc CI [{lo:.2f}, {hi:.2f}]"
+    if verdict == "keep":
+        return f"{ci_txt} above {cfg.null_auc:g}, aligned with the outcome"
+    if verdict == "flip":
+        return f"{ci_txt} below {cfg.null_auc:g}: rewards failures, so it gets a negative weight"
+    if lo > cfg.null_auc:
+        return f"{ci_txt} above {cfg.null_auc:g} but its {cfg.mode} advantage agrees with the outcome on only {agree:.0%}"
+    if hi < cfg.null_auc:
+        return f"{ci_txt} below {cfg.null_auc:g} but flipping it would not align its {cfg.mode} advantage"
+    return f"{ci_txt} covers {cfg.null_auc:g}: no evidence it separates success from failure within a group"
+
+
+def _nz(x: float) -> float:
+    return x if np.isfinite(x) else 0.5
+
+
+def _flat_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Nested rows -> flat columns for Parquet (CIs as _lo/_hi, per-mode values as _<mode>)."""
+    flat = []
+    for r in rows:
+        f = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+        f["auc_ci_lo"], f["auc_ci_hi"] = r["auc_ci"]
+        f["group_auc_ci_lo"], f["group_auc_ci_hi"] = r["group_auc_ci"]
+        for m in M.SIGN_MODES:
+            f[f"sign_agreement_{m}"] = r["sign_agreement"][m]
+            f[f"misaligned_mass_{m}"] = r["misaligned_mass"][m]
+        f["auc_by_position"] = [float(x) for x in r["auc_by_position"]]
+        flat.append(f)
+    return pd.DataFrame(flat)
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, so the JSON is strict and portable."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def analyze_store(
+    store,
+    signals: Sequence[str],
+    *,
+    runs: Sequence[str] | None = None,
+    config: AnalysisConfig | None = None,
+    on_signal: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Read the store (signals must already be computed: ``calib.signals.compute``) and analyse."""
+    con = store.connect()
+    try:
+        if runs:
+            known = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM episodes").fetchall()}
+            missing = [r for r in runs if r not in known]
+            if missing:
+                raise UsageError(
+                    f"--runs: no run {', '.join(map(repr, missing))} in the store "
+                    f"(runs: {', '.join(sorted(known)) or 'none'})"
+                )
+        data = load_arrays(con, signals, runs)
+    finally:
+        con.close()
+    result = analyze_arrays(data, config, on_signal=on_signal)
+    result.summary["store"] = str(store.path)
+    return result

@@ -1,0 +1,94 @@
+"""Deep comparison of tool-call arguments, for ``gold_match``, ``soft_match`` and ``redundant_call``.
+
+Two calls are the same action when their tool names are equal and their arguments are equal after
+normalisation: JSON text is parsed, key order is ignored, numbers are compared by value (``250``,
+``250.0`` and, where the schema says number/integer, ``"250"``), strings are compared with
+whitespace stripped and runs of whitespace collapsed, and strings of an enum-typed argument
+(``cabin``, ``insurance``, ...) are compared case-insensitively. The normal form is a string key,
+so matching is a join, and the key of each distinct (tool, arguments) pair is computed once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from calib.tools import ToolCatalogue
+
+RAW_PREFIX = "\x00raw:"  # arguments that are not JSON: compared as whitespace-normalised text
+
+
+def _number(v: float) -> int | float:
+    """Whole numbers as ints, others rounded to 12 significant digits (float noise is not a difference)."""
+    if not math.isfinite(v):
+        return v
+    if float(v).is_integer() and abs(v) < 2**53:
+        return int(v)
+    return float(f"{v:.12g}")
+
+
+def _props(schema: dict[str, Any] | None) -> dict[str, Any]:
+    return (schema or {}).get("properties", {}) or {}
+
+
+def normalize_value(v: Any, schema: dict[str, Any] | None = None) -> Any:
+    """Normal form of one argument value, guided by its JSON schema when there is one."""
+    schema = schema or {}
+    types = schema.get("type")
+    types = set(types) if isinstance(types, list) else ({types} if types else set())
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, float)):
+        return _number(v)
+    if isinstance(v, str):
+        s = " ".join(v.split())
+        if types & {"number", "integer"}:
+            try:
+                return _number(float(s))
+            except ValueError:
+                pass
+        if "enum" in schema:
+            return s.casefold()
+        return s
+    if isinstance(v, dict):
+        props = _props(schema)
+        return {" ".join(str(k).split()): normalize_value(x, props.get(k)) for k, x in v.items()}
+    if isinstance(v, list):
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else None
+        return [normalize_value(x, items) for x in v]
+    return v
+
+
+def tool_schema(catalogue: ToolCatalogue | None, name: str | None) -> dict[str, Any] | None:
+    if catalogue is None or name is None:
+        return None
+    s = catalogue.schemas.get(name)
+    return None if s is None else s.get("parameters", s)
+
+
+def call_key(name: str | None, args: Any, catalogue: ToolCatalogue | None = None) -> str:
+    """A string that is equal for two calls exactly when they are the same action.
+
+    ``args`` may be a dict or JSON text (as the store keeps it); text that is not JSON is kept as
+    whitespace-normalised raw text, so two identical malformed calls still compare equal.
+    """
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            return f"{name}{RAW_PREFIX}{' '.join(args.split())}"
+    norm = normalize_value(args, tool_schema(catalogue, name))
+    return f"{name}\x00{json.dumps(norm, sort_keys=True, separators=(',', ':'), ensure_ascii=False)}"
+
+
+def schema_ok(name: str | None, args: Any, catalogue: ToolCatalogue) -> bool:
+    """Parseable arguments of a known tool that fit its schema (what ``valid_call`` rewards)."""
+    if name is None or (catalogue.tool_names and not catalogue.is_known(name)):
+        return False
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            return False
+    return catalogue.validate_args(name, args) is None
