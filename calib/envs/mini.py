@@ -833,8 +833,12 @@ def generate(seed: int = DEFAULT_SEED, n_reservations: int = 100) -> tuple[dict[
     return data, t.tasks
 
 
-@functools.lru_cache(maxsize=8)
 def mini_domain(seed: int = DEFAULT_SEED) -> AirlineDomain:
     """The airline-mini domain for ``seed`` (cached: its data are shared read-only by episodes)."""
+    return _cached_domain(int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_domain(seed: int) -> AirlineDomain:
     data, tasks = generate(seed)
     return AirlineDomain(name="airline-mini", policy=POLICY, tasks=tasks, data=data, airports=dict(AIRPORTS))

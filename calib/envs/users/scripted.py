@@ -70,7 +70,7 @@ def _sentences(text: str) -> list[str]:
 
 def asked_slots(message: str) -> list[str]:
     """Slots that a question sentence of ``message`` asks for, in :data:`SLOTS` order."""
-    questions = [s.lower().replace("date of birth", "birthdate") for s in _sentences(message)
+    questions = [s.lower().replace("date of birth", "birthday") for s in _sentences(message)
                  if any(a in s.lower() for a in ASKING)]
     return [slot for slot, keys in SLOTS if any(k in q for q in questions for k in keys)]
 
