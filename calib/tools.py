@@ -154,7 +154,7 @@ def airline_catalogue() -> ToolCatalogue:
 
 def get_catalogue(domain: str | None) -> ToolCatalogue:
     """Catalogue for a domain name as the CLI spells it (``airline``, ``airline-mini``, ``taubench:PATH``)."""
-    if domain is None or domain in {"airline", "airline-mini"} or domain.startswith("taubench"):
+    if domain is None or domain in {"airline", "airline-mini"} or domain.startswith(("taubench", "airline-mini:")):
         return airline_catalogue()
     from calib.errors import UsageError
 

@@ -39,13 +39,13 @@ def run_tool(db: AirlineDB, catalogue: ToolCatalogue, name: str, arguments: Any)
         return f"Error: {e.__class__.__name__}: {e}"
 
 
-@dataclass
+@dataclass(eq=False)
 class AirlineEnv:
     """One episode: a private copy-on-write view of the domain's data."""
 
-    domain: AirlineDomain
+    domain: AirlineDomain = field(repr=False)
     task: Task
-    db: AirlineDB
+    db: AirlineDB = field(repr=False)
     done: bool = False
     calls: list[tuple[str, Any, str]] = field(default_factory=list)  # (tool, arguments, observation)
 
@@ -75,16 +75,16 @@ class AirlineEnv:
         return self.db.data_hash()
 
 
-@dataclass
+@dataclass(eq=False)
 class AirlineDomain:
     """Airline data, policy text and tasks; ``new_env`` gives one episode."""
 
     name: str
-    policy: str
-    tasks: list[Task]
-    data: dict[str, dict[str, Any]]
+    policy: str = field(repr=False)
+    tasks: list[Task] = field(repr=False)
+    data: dict[str, dict[str, Any]] = field(repr=False)
     catalogue: ToolCatalogue = field(default_factory=airline_catalogue)
-    airports: dict[str, str] | None = None
+    airports: dict[str, str] | None = field(default=None, repr=False)
     taubench_compat: bool = False
     _gold: dict[str, Gold] = field(default_factory=dict, repr=False)
     _by_id: dict[str, Task] = field(default_factory=dict, repr=False)
