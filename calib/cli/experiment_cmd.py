@@ -1,9 +1,105 @@
-"""CLI: `calib experiment` (placeholder until its issue lands)."""
+"""CLI: `calib experiment misalignment`: the seed paper's experiment on the synthetic testbed."""
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from calib.cli.options import JsonOpt, split_csv
+
+experiment_app = typer.Typer(
+    help="Experiments on the synthetic testbed (no language model; seconds on a CPU).",
+    no_args_is_help=True,
+)
+
+DEFAULT_OUT = "reports/experiment"
+DEFAULT_RESULTS_MD = "docs/results.md"
+
+
+@experiment_app.command("misalignment")
+def misalignment_command(
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Independent seeds (new tasks and sampling).")] = 10,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Policy-gradient steps per arm (default 150; 30 with --quick).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for results.json, table.md, figures, specs.")] = Path(
+        DEFAULT_OUT
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small budget (fewer tasks, steps and evaluation episodes) for a first look.")
+    ] = False,
+    arms: Annotated[
+        str | None, typer.Option("--arms", help="Comma-separated arms to run (default: all; grpo is the baseline).")
+    ] = None,
+    first_seed: Annotated[int, typer.Option("--first-seed", help="Seeds run from this value upwards.")] = 0,
+    results_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--results-md",
+            help=f"Markdown file whose synthetic-experiment section is replaced (default {DEFAULT_RESULTS_MD}, "
+            "but not with --quick unless given).",
+        ),
+    ] = None,
+    no_results_md: Annotated[bool, typer.Option("--no-results-md", help="Do not write the results section.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a small softmax policy on the testbed under outcome-only GRPO, naive dense rewards
+    (+0.3 per signal) and the calibrated spec (mt_grpo and gtpo_hybrid), over several seeds; print the
+    table of final success (mean and 95% CI), plot the learning curves and write the results section.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from calib.errors import UsageError
+    from calib.experiment.arms import get_arms
+    from calib.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
+    from calib.experiment.report import results_section, rich_table, update_results_md, write_outputs
+
+    console = Console(stderr=json_out)
+    base = quick_config(seeds) if quick else ExperimentConfig(seeds=seeds)
+    try:
+        arm_list = tuple(a.name for a in get_arms(split_csv(arms)))
+        train = dataclasses.replace(base.train, steps=steps) if steps is not None else base.train
+        cfg = dataclasses.replace(base, arms=arm_list, train=train, first_seed=first_seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        job = bar.add_task("", total=cfg.seeds * len(arm_list))
+        result = run_experiment(cfg, on_arm=lambda seed, arm: bar.update(job, advance=1, description=f"seed {seed} {arm}"))
+    seconds = time.perf_counter() - t0
+
+    paths = write_outputs(result, out)
+    target = None if no_results_md else (results_md or (None if quick else Path(DEFAULT_RESULTS_MD)))
+    if target is not None:
+        command = "calib experiment misalignment " + shlex.join(sys.argv[3:]) if len(sys.argv) > 2 else ""
+        command = command.strip() or f"calib experiment misalignment --seeds {seeds}"
+        figure = f"figures/{paths['png'].name}"
+        update_results_md(target, results_section(result, figure=figure, command=command, seconds=seconds),
+                          [paths["png"], paths["svg"]])
+    if json_out:
+        import json
+
+        from calib.experiment.report import _json_safe
+
+        typer.echo(json.dumps(_json_safe({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
+                                          "results_md": str(target) if target else None, "seconds": seconds})))
+        return
+    console.print(rich_table(result))
+    console.print(f"Outputs in {out} (results.json, table.md, {paths['png'].name}, specs/)"
+                  + (f"; results section written to {target}" if target else ""))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app (nothing yet)."""
+    """Add `calib experiment ...` to the root app."""
+    app.add_typer(experiment_app, name="experiment")

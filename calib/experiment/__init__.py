@@ -1,0 +1,5 @@
+"""Experiments on the synthetic testbed (``calib experiment``): a small torch policy trained with the
+same per-turn advantages as the TRL trainer, to test reward specs in seconds on a CPU.
+
+Only ``calib experiment`` imports this package (it imports torch at module level).
+"""

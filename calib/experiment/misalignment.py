@@ -1,0 +1,167 @@
+"""The misalignment experiment: every arm, every seed, and the summary over seeds.
+
+Per seed: draw the testbed's tasks; roll out the initial policy once (``calib_episodes`` per task)
+and let the analysis propose the calibrated spec from that batch (one spec per advantage mode, since
+sign agreement depends on the mode); then train every arm from the same initial policy with the same
+budget. The calibration batch is extra rollouts of the initial policy, with no gradient step; it is
+counted in ``calibration_episodes`` so that the budget difference is visible.
+
+Summary per arm over seeds: mean and 95% t-interval of the final success, of its paired difference
+to ``grpo`` (same seed, same tasks), and of the mean success over the learning curve (how fast it
+learns), plus behaviour at the end (turns, timeouts, wrong writes, lookups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from calib.envs.synthetic import SyntheticConfig, make_tasks, rollout
+from calib.experiment.arms import ARMS, Arm
+from calib.experiment.calibrate import calibrated_spec
+from calib.experiment.policy import prior_logits, softmax_table
+from calib.experiment.train import TrainConfig, train_arm
+from calib.spec import RewardSpec
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a run of the experiment (written next to its results)."""
+
+    seeds: int = field(default=10, metadata={"help": "Independent seeds (testbed tasks + sampling)."})
+    first_seed: int = field(default=0, metadata={"help": "Seeds are first_seed .. first_seed + seeds - 1."})
+    calib_episodes: int = field(default=16, metadata={"help": "Calibration rollouts per task (one group per task)."})
+    arms: tuple[str, ...] = field(default=tuple(a.name for a in ARMS), metadata={"help": "Arms to run, in order."})
+    env: SyntheticConfig = field(default_factory=SyntheticConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds}: expected >= 1")
+        if self.calib_episodes < 2:
+            raise ValueError(f"calib_episodes={self.calib_episodes}: expected >= 2 (a group needs two episodes)")
+        if not self.arms:
+            raise ValueError("arms: expected at least one arm")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def quick_config(seeds: int = 3) -> ExperimentConfig:
+    """A small budget for tests and a first look: fewer tasks, steps and evaluation episodes."""
+    return ExperimentConfig(
+        seeds=seeds,
+        calib_episodes=8,
+        env=SyntheticConfig(n_tasks=12),
+        train=TrainConfig(steps=30, tasks_per_step=6, eval_every=10, eval_episodes=8),
+    )
+
+
+def run_seed(cfg: ExperimentConfig, seed: int, arms: tuple[Arm, ...], on_arm: Callable[[str], None] | None = None):
+    """One seed: the calibrated specs, then every arm. Returns (per-arm results, specs by mode)."""
+    tasks = make_tasks(cfg.env, seed)
+    first = rollout(
+        tasks,
+        softmax_table(prior_logits(tasks)),
+        np.repeat(np.arange(cfg.env.n_tasks), cfg.calib_episodes),
+        np.random.default_rng([seed, 4]),
+    )
+    specs: dict[str, RewardSpec] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for arm in arms:
+        spec = arm.fixed_spec()
+        if spec is None:
+            if arm.mode not in specs:
+                specs[arm.mode] = calibrated_spec(first, mode=arm.mode, seed=seed, name=f"synthetic-seed{seed}-{arm.mode}")
+            spec = specs[arm.mode]
+        res = train_arm(tasks, spec, cfg.train, seed=seed)
+        res["weights"] = spec.turn_weights()
+        results[arm.name] = res
+        if on_arm is not None:
+            on_arm(arm.name)
+    return results, specs, {"success": float(first.success.mean()), "episodes": first.n_episodes}
+
+
+def mean_ci(x: np.ndarray, *, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and t-interval over seeds; the interval is NaN with a single seed."""
+    x = np.asarray(x, dtype=np.float64)
+    m = float(x.mean())
+    if x.size < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2.0, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return m, m - half, m + half
+
+
+def summarize(per_seed: list[dict[str, dict[str, Any]]], arm_names: list[str]) -> list[dict[str, Any]]:
+    """One row per arm: final success, paired difference to grpo, curve mean, end behaviour."""
+    rows = []
+    base = "grpo" if "grpo" in arm_names else None
+    for name in arm_names:
+        final = np.array([s[name]["final"]["success"] for s in per_seed])  # (seeds,)
+        area = np.array([np.mean([p["success"] for p in s[name]["curve"]]) for s in per_seed])  # (seeds,)
+        row: dict[str, Any] = {"arm": name, "seeds": len(per_seed)}
+        row["final_success"] = mean_ci(final)
+        row["curve_mean_success"] = mean_ci(area)
+        if base is not None and name != base:
+            row["delta_vs_grpo"] = mean_ci(final - np.array([s[base]["final"]["success"] for s in per_seed]))
+        for key in ("turns", "timeout", "wrong_write", "lookups"):
+            row[key] = float(np.mean([s[name]["final"][key] for s in per_seed]))
+        weights = [s[name]["weights"] for s in per_seed]
+        row["mean_weights"] = {k: float(np.mean([w.get(k, 0.0) for w in weights])) for k in weights[0]}
+        rows.append(row)
+    return rows
+
+
+def curves(per_seed: list[dict[str, dict[str, Any]]], arm_names: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Learning curves per arm: steps, mean success over seeds and its 95% t-interval."""
+    out = {}
+    for name in arm_names:
+        steps = [p["step"] for p in per_seed[0][name]["curve"]]
+        y = np.array([[p["success"] for p in s[name]["curve"]] for s in per_seed])  # (seeds, points)
+        stats_ = [mean_ci(y[:, j]) for j in range(y.shape[1])]
+        out[name] = {
+            "step": steps,
+            "mean": [s[0] for s in stats_],
+            "lo": [s[1] for s in stats_],
+            "hi": [s[2] for s in stats_],
+        }
+    return out
+
+
+def run_experiment(
+    cfg: ExperimentConfig, *, on_arm: Callable[[int, str], None] | None = None
+) -> dict[str, Any]:
+    """Run every seed and arm; returns config, per-seed results, calibrated specs, summary and curves."""
+    import torch
+
+    from calib.experiment.arms import get_arms
+
+    arms = get_arms(list(cfg.arms))
+    names = [a.name for a in arms]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the box is shared)
+    try:
+        per_seed, specs, first = [], {}, []
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
+            cb = (lambda arm, seed=seed: on_arm(seed, arm)) if on_arm is not None else None
+            res, sp, info = run_seed(cfg, seed, arms, cb)
+            per_seed.append(res)
+            specs[seed] = sp
+            first.append(info)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "config": cfg.to_dict(),
+        "arms": names,
+        "initial_success": mean_ci(np.array([f["success"] for f in first])),
+        "calibration_episodes": first[0]["episodes"],
+        "per_seed": per_seed,
+        "specs": specs,
+        "summary": summarize(per_seed, names),
+        "curves": curves(per_seed, names),
+    }

@@ -1,0 +1,228 @@
+"""Outputs of the misalignment experiment: the table (console and Markdown), the learning-curve
+figure, ``results.json``, the calibrated specs, and the experiment's section of ``docs/results.md``.
+
+I/O lives here and in the CLI; the numbers come from :mod:`calib.experiment.misalignment`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from calib.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
+from calib.spec import save_spec
+
+SECTION = "## Synthetic testbed: the misalignment experiment"
+FIGURE = "misalignment_curves"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _ci(t: tuple[float, float, float], *, signed: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> str:
+    """``mean [lo, hi]`` in percent; the interval is clipped to what the quantity can take."""
+    m, lo, hi = t
+    fmt = (lambda v: f"{100 * v:+.1f}") if signed else _pct
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return fmt(m)
+    lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _rewards(row: dict[str, Any], rewards_kind: str) -> str:
+    if rewards_kind == "none":
+        return "outcome only"
+    if rewards_kind == "naive":
+        return f"+{NAIVE_WEIGHT} each: {', '.join(NAIVE_SIGNALS)}"
+    if rewards_kind == "valid_bonus":
+        return f"+{NAIVE_WEIGHT} valid_call"
+    w = {k: v for k, v in row["mean_weights"].items() if abs(v) >= 0.005}
+    return ("mean " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items())) if w else "all zero"
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The table's cells: one row per arm, header first."""
+    arms = {a.name: a for a in get_arms(result["arms"])}
+    header = ["arm", "advantage", "turn rewards", "final success % [95% CI]", "vs grpo (pp) [95% CI]",
+              "mean success over training %", "turns", "timeouts %", "wrong writes %"]
+    rows = [header]
+    for r in result["summary"]:
+        arm = arms[r["arm"]]
+        delta = _ci(r["delta_vs_grpo"], signed=True, bounds=(-1.0, 1.0)) if "delta_vs_grpo" in r else "—"
+        rows.append([
+            r["arm"], arm.mode, _rewards(r, arm.rewards), _ci(r["final_success"]), delta,
+            _ci(r["curve_mean_success"]), f"{r['turns']:.2f}", _pct(r["timeout"]), _pct(r["wrong_write"]),
+        ])
+    return rows
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    rows = table_rows(result)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _short(t: tuple[float, float, float], *, signed: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> str:
+    """``mean (lo..hi)`` in percent with a whole-number interval, for the console."""
+    m, lo, hi = t
+    f = "+.1f" if signed else ".1f"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return format(100 * m, f)
+    lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return f"{100 * m:{f}} ({100 * lo:.0f}..{100 * hi:.0f})"
+
+
+def rich_table(result: dict[str, Any]):
+    """A narrower table for the console (the Markdown table has every column)."""
+    from rich.table import Table
+
+    t = Table(title=f"Misalignment experiment: {result['summary'][0]['seeds']} seeds, mean (95% CI)")
+    for i, h in enumerate(["arm", "final success %", "vs grpo, pp", "mean over training %", "timeouts %",
+                           "wrong writes %"]):
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for r in result["summary"]:
+        delta = _short(r["delta_vs_grpo"], signed=True, bounds=(-1.0, 1.0)) if "delta_vs_grpo" in r else "-"
+        t.add_row(r["arm"], _short(r["final_success"]), delta, _short(r["curve_mean_success"]),
+                  _pct(r["timeout"]), _pct(r["wrong_write"]))
+    return t
+
+
+def plot_curves(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Learning curves (mean success over seeds with its 95% band) as PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    styles = {"none": "-", "naive": ":", "valid_bonus": "-.", "calibrated": "--"}
+    arms = {a.name: a for a in get_arms(result["arms"])}
+    for name, c in result["curves"].items():
+        line = ax.plot(c["step"], [100 * v for v in c["mean"]], styles[arms[name].rewards], label=name, lw=1.8)[0]
+        if all(math.isfinite(v) for v in c["lo"] + c["hi"]):
+            ax.fill_between(c["step"], [100 * max(v, 0) for v in c["lo"]], [100 * min(v, 1) for v in c["hi"]],
+                            color=line.get_color(), alpha=0.12, lw=0)
+    seeds = result["summary"][0]["seeds"]
+    ax.set(xlabel="policy-gradient step", ylabel="success % (evaluation rollouts)", ylim=(-2, 102),
+           title=f"Synthetic testbed: learning curves, mean and 95% CI over {seeds} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{FIGURE}.png", out_dir / f"{FIGURE}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):
+        return _json_safe(obj.item())
+    return obj
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """results.json, table.md, the figures and the calibrated specs (one YAML per seed and mode)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {k: v for k, v in result.items() if k != "specs"}
+    (out_dir / "results.json").write_text(json.dumps(_json_safe(data), indent=1) + "\n", encoding="utf-8")
+    (out_dir / "table.md").write_text(markdown_table(result) + "\n", encoding="utf-8")
+    for seed, by_mode in result["specs"].items():
+        for mode, spec in by_mode.items():
+            save_spec(spec, out_dir / "specs" / f"seed{seed}_{mode}.yaml")
+    png, svg = plot_curves(result, out_dir)
+    return {"json": out_dir / "results.json", "table": out_dir / "table.md", "png": png, "svg": svg}
+
+
+def results_section(result: dict[str, Any], *, figure: str, command: str, seconds: float) -> str:
+    """The Markdown section for docs/results.md: setup, table, figure, and what it shows."""
+    cfg = result["config"]
+    env, tr = cfg["env"], cfg["train"]
+    init = result["initial_success"]
+    rows = {r["arm"]: r for r in result["summary"]}
+    lines = [
+        SECTION,
+        "",
+        f"Measured by `{command}` ({seconds:.0f} s on this machine); see docs/experiment.md for the",
+        "testbed, the arms and how to read the table. Every number below is as measured.",
+        "",
+        (
+            f"- Testbed: {env['n_tasks']} tasks of {env['min_stages']}-{env['max_stages']} writes, "
+            f"{env['n_variants']} argument variants per write, at most {env['max_turns']} turns."
+        ),
+        (
+            f"- Training per arm and seed: {tr['steps']} steps x {tr['tasks_per_step']} groups x "
+            f"{tr['group_size']} episodes, Adam lr {tr['lr']}; evaluation every {tr['eval_every']} steps on "
+            f"{tr['eval_episodes']} episodes per task."
+        ),
+        (
+            "- Calibrated arms: spec proposed by the analysis (within-group AUC, sign agreement, verdict, "
+            f"weight cap 0.3) from {result['calibration_episodes']} extra episodes of the initial policy per seed."
+        ),
+        (
+            f"- Initial policy success: {_ci(init)} % over {cfg['seeds']} seeds "
+            f"(seeds {cfg['first_seed']}..{cfg['first_seed'] + cfg['seeds'] - 1})."
+        ),
+        "",
+        markdown_table(result),
+        "",
+        f"![learning curves]({figure})",
+        "",
+        "What it shows (generated from the numbers above):",
+        "",
+    ]
+    lines += [f"- {s}" for s in findings(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def findings(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Plain statements about the table, decided by the 95% intervals (no hand-written conclusions)."""
+    out = []
+    for name, r in rows.items():
+        if "delta_vs_grpo" not in r:
+            continue
+        m, lo, hi = r["delta_vs_grpo"]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            verdict = "cannot be compared with grpo with one seed"
+        elif hi < 0:
+            verdict = "ends below grpo (the interval of the paired difference is below 0)"
+        elif lo > 0:
+            verdict = "ends above grpo (the interval of the paired difference is above 0)"
+        else:
+            verdict = "is not distinguishable from grpo at the end (the interval covers 0)"
+        out.append(f"`{name}` {verdict}: {100 * m:+.1f} pp final success.")
+    return out
+
+
+def update_results_md(path: Path, section: str, figures: list[Path]) -> Path:
+    """Replace (or append) the experiment's section of ``path``; other sections stay as they are.
+
+    The section runs from its heading to the next ``## `` heading. Figures are copied to
+    ``figures/`` next to the file so the document shows them from the repository.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig_dir = path.parent / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    for f in figures:
+        shutil.copyfile(f, fig_dir / f.name)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    return path
