@@ -157,3 +157,13 @@ def test_works_without_a_profile():
     user = ScriptedUser()
     assert user.reset(task) == "I want to fly to Boston."
     assert user.step("What's your user id?") == "My user id is zed_1."
+
+
+def test_a_form_with_several_questions_is_not_a_confirmation():
+    user = ScriptedUser()
+    user.reset(make_task())
+    form = ("Could you please tell me: 1. Which reservation number? 2. How would you like to pay? "
+            "Please confirm the payment method.")
+    assert user.step(form) == "It is ABC123. Please use my visa ending in 1111."
+    assert user.confirmations == 0
+    assert user.step("Shall I proceed and charge your credit card?") == "Yes, please go ahead."

@@ -103,6 +103,10 @@ def profile_from_actions(user_id: str, actions: list[dict[str, Any]], outputs: l
             facts["baggage"] = f"{a['total_baggages']} checked bags in total."
         if "insurance" in a and "insurance" not in facts:
             facts["insurance"] = "Yes, I want travel insurance." if a["insurance"] == "yes" else "No insurance, thanks."
+        if "flight_type" in a and "trip_type" not in facts:
+            facts["trip_type"] = "Round trip." if a["flight_type"] == "round_trip" else "One way."
+        if "origin" in a and "destination" in a and "route" not in facts:
+            facts["route"] = f"From {a['origin']} to {a['destination']}."
         if "flights" in a and "flight" not in facts:
             facts["flight"] = "I want " + ", ".join(f"{f.get('flight_number')} on {f.get('date')}" for f in a["flights"]) + "."
     writes = sum(1 for a in actions if a["name"] in AIRLINE_WRITE_TOOLS)

@@ -5,7 +5,8 @@ conversation every time. Per agent message, in this order:
 
 1. Note any required output the agent said, a refusal, or a mention of a transfer.
 2. A confirmation request ("... do you confirm?", "shall I proceed?") gets ``yes`` when the profile
-   says ``confirm: true`` (counted towards the stage's writes), else ``no``.
+   says ``confirm: true`` (counted towards the stage's writes), else ``no`` -- unless the message also
+   asks for an id not given yet, or for two or more new slots (then it is a question form).
 3. A question (a sentence with "?" or "could you / please provide ...") about a known slot (user id,
    reservation id, payment, cabin, ...) gets the profile's fact for it; an unknown slot gets
    "I don't know". Only question sentences are read, so "Is there anything else?" after a report that
@@ -160,8 +161,11 @@ class ScriptedUser:
             if _squash(str(o)) in squashed:
                 self.heard.add(str(o))
         slots = asked_slots(message)
-        id_questions = [s for s in slots if s in ID_SLOTS and s not in self.given]
-        if is_confirmation_request(message) and not id_questions:
+        fresh = [s for s in slots if s not in self.given]
+        # "Could you confirm your user id?" or a form with several new questions is not a request to
+        # approve a write; "Shall I proceed with the business class upgrade?" is.
+        asking = any(s in ID_SLOTS for s in fresh) or len(fresh) >= 2
+        if is_confirmation_request(message) and not asking:
             self.idle = 0
             if self.confirm:
                 self.confirmations += 1
