@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from trainer.advantages import group_normalize, turn_advantages
 
@@ -144,7 +144,7 @@ def pb_corr(values: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     if abs(r) == 1.0:
         return (r, 0.0)
     t = r * np.sqrt((n - 2) / (1.0 - r * r))
-    return (r, float(2.0 * stats.t.sf(abs(t), n - 2)))
+    return (r, float(2.0 * special.stdtr(n - 2, -abs(t))))  # two-sided Student-t tail
 
 
 # ----------------------------------------------------------------------------- within-group AUC
