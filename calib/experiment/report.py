@@ -185,7 +185,30 @@ def results_section(result: dict[str, Any], *, figure: str, command: str, second
         "",
     ]
     lines += [f"- {s}" for s in findings(rows)]
+    verdicts = verdict_counts(result)
+    if verdicts:
+        lines += ["", "Verdicts of the analysis on the calibration batches (seeds with keep / flip / zero):", ""]
+        lines += ["| signal | " + " | ".join(verdicts) + " |", "|---|" + "---|" * len(verdicts)]
+        signals = list(next(iter(verdicts.values())))
+        for sig in signals:
+            cells = [f"{c['keep']} / {c['flip']} / {c['zero']} (mean weight {c['weight']:+.2f})"
+                     for c in (verdicts[m][sig] for m in verdicts)]
+            lines.append(f"| {sig} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def verdict_counts(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """mode -> signal -> number of seeds with each verdict, and the mean proposed weight."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for by_mode in result["specs"].values():
+        for mode, spec in by_mode.items():
+            metrics = spec.provenance.metrics if spec.provenance else {}
+            weights = spec.turn_weights()
+            for sig, m in metrics.items():
+                c = out.setdefault(mode, {}).setdefault(sig, {"keep": 0, "flip": 0, "zero": 0, "weight": 0.0})
+                c[m["verdict"]] += 1
+                c["weight"] += weights.get(sig, 0.0) / len(result["specs"])
+    return out
 
 
 def findings(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -203,7 +226,13 @@ def findings(rows: dict[str, dict[str, Any]]) -> list[str]:
             verdict = "ends above grpo (the interval of the paired difference is above 0)"
         else:
             verdict = "is not distinguishable from grpo at the end (the interval covers 0)"
-        out.append(f"`{name}` {verdict}: {100 * m:+.1f} pp final success.")
+        base = rows.get("grpo", {})
+        behaviour = (
+            f" At the end {_pct(r['timeout'])} % of its episodes time out and {_pct(r['wrong_write'])} % make a "
+            f"wrong write (grpo: {_pct(base['timeout'])} % and {_pct(base['wrong_write'])} %)."
+            if base else ""
+        )
+        out.append(f"`{name}` {verdict}: {100 * m:+.1f} pp final success.{behaviour}")
     return out
 
 
