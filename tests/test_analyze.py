@@ -271,3 +271,15 @@ def test_cli_html_without_report_module(synthetic_store, tmp_path, monkeypatch):
     res = _run("analyze", "--store", str(synthetic_store.path), "--out", str(tmp_path), "--html")
     assert res.exit_code == 2 and "--html needs calib.report" in res.output
     assert not (tmp_path / "analysis.json").exists()  # fails before doing any work
+
+
+def test_cli_html_writes_the_report(synthetic_store, tmp_path):
+    try:
+        import calib.report  # noqa: F401
+    except ImportError:
+        pytest.skip("calib.report is not installed: --html is covered by the error test above")
+    res = _run("analyze", "--store", str(synthetic_store.path), "--runs", "r2", "--out", str(tmp_path), "--html",
+               "--n-boot", "50")
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "report.html").read_text()
+    assert "gold_match" in html and (tmp_path / "analysis.json").exists()

@@ -100,7 +100,10 @@ def analyze(
                                on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
     spec = propose_spec(result, cfg, base=base, name=name, store=str(st.path))
     paths = write_outputs(result, spec, out)
-    report_path = report_writer(out, store=st) if report_writer is not None else None
+    report_path = None
+    if report_writer is not None:
+        report_path = report_writer(st, Path(out) / "report.html", runs=run_list, analysis=paths["analysis.json"],
+                                    spec=paths["reward_spec.yaml"], mode=cfg.mode).path
 
     if as_json:
         doc = json.loads(paths["analysis.json"].read_text())
@@ -117,7 +120,7 @@ def analyze(
 
 
 def _report_writer():
-    """``calib.report.write_report(out_dir, store=...)`` if the report module is installed."""
+    """``calib.report.write_report(store, out_path, *, runs, analysis, spec, mode)`` if installed."""
     try:
         from calib.report import write_report
     except ImportError:
@@ -134,31 +137,34 @@ def _print_table(console, result, cfg, computed) -> None:
     from rich.table import Table
 
     s = result.summary
-    title = (f"{s['episodes']:,} episodes in {s['groups']:,} groups ({s['informative_groups']:,} informative), "
-             f"success {s['success_rate']:.1%}; runs: {', '.join(s['runs'])}")
-    table = Table(title=title, title_justify="left")
-    for col in ("signal", "verdict", "weight", "group_auc [CI]", "auc [CI]", "pb r", f"agree {cfg.mode}",
-                "misaligned", "dead", "fires"):
-        table.add_column(col, justify="left" if col in ("signal", "verdict") else "right")
+    title = (f"{s['episodes']:,} episodes, {s['groups']:,} groups ({s['informative_groups']:,} informative), "
+             f"success {s['success_rate']:.1%}, runs {', '.join(s['runs'])}")
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1),
+                  caption=f"gAUC: within-group AUC, CI: its 95% bootstrap interval (groups resampled); AUC: "
+                          f"pooled; agree/misal: sign agreement and misaligned mass under {cfg.mode}; dead: "
+                          "share of turns without within-group variance. Every number is in analysis.json.",
+                  caption_justify="left")
+    table.add_column("signal", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for col in ("weight", "gAUC", "CI", "AUC", "agree", "misal", "dead"):
+        table.add_column(col, justify="right", no_wrap=True)
     style = {"keep": "green", "flip": "magenta", "zero": "dim"}
     for r in result.signals:
         g_lo, g_hi = r["group_auc_ci"]
-        a_lo, a_hi = r["auc_ci"]
         table.add_row(
             r["signal"],
             f"[{style[r['verdict']]}]{r['verdict']}[/]",
-            f"{r['proposed_weight']:+.3g}",
-            f"{_fmt(r['group_auc'], '.2f')} [{_fmt(g_lo, '.2f')}, {_fmt(g_hi, '.2f')}]",
-            f"{_fmt(r['auc'], '.2f')} [{_fmt(a_lo, '.2f')}, {_fmt(a_hi, '.2f')}]",
-            _fmt(r["pb_corr"], ".2f"),
+            f"{r['proposed_weight']:+.3f}",
+            _fmt(r["group_auc"], ".2f"),
+            f"{_fmt(g_lo, '.2f')}-{_fmt(g_hi, '.2f')}",
+            _fmt(r["auc"], ".2f"),
             _fmt(r["sign_agreement"][cfg.mode], ".0%"),
             _fmt(r["misaligned_mass"][cfg.mode], ".2f"),
             _fmt(r["dead_share"], ".0%"),
-            _fmt(r["fire_rate"], ".0%"),
         )
     console.print(table)
     if computed.written:
-        console.print(f"computed {', '.join(sorted(computed.written))}; reused {len(computed.cached)} cached signal(s)")
+        console.print(f"computed {len(computed.written)} signal(s), reused {len(computed.cached)} from the store")
 
 
 def register(app: typer.Typer) -> None:
