@@ -181,6 +181,7 @@ def test_cli_misalignment_quick_three_seeds(tmp_path):
     assert table.count("\n") == 2 + len(ARM_NAMES)
     text = md.read_text()
     assert SECTION in text and table.strip() in text and "figures/misalignment_curves.png" in text
+    assert f"calib experiment misalignment --seeds 3 --quick --out {out}" in text
     assert (tmp_path / "figures" / "misalignment_curves.png").exists()
 
 

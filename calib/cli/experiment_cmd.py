@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -82,8 +81,7 @@ def misalignment_command(
     paths = write_outputs(result, out)
     target = None if no_results_md else (results_md or (None if quick else Path(DEFAULT_RESULTS_MD)))
     if target is not None:
-        command = "calib experiment misalignment " + shlex.join(sys.argv[3:]) if len(sys.argv) > 2 else ""
-        command = command.strip() or f"calib experiment misalignment --seeds {seeds}"
+        command = _command_line(seeds=seeds, steps=steps, quick=quick, arms=arms, first_seed=first_seed, out=out)
         figure = f"figures/{paths['png'].name}"
         update_results_md(target, results_section(result, figure=figure, command=command, seconds=seconds),
                           [paths["png"], paths["svg"]])
@@ -98,6 +96,21 @@ def misalignment_command(
     console.print(rich_table(result))
     console.print(f"Outputs in {out} (results.json, table.md, {paths['png'].name}, specs/)"
                   + (f"; results section written to {target}" if target else ""))
+
+
+def _command_line(*, seeds: int, steps: int | None, quick: bool, arms: str | None, first_seed: int, out: Path) -> str:
+    """The command that reproduces this run (from the parsed options, not from sys.argv)."""
+    parts = ["calib", "experiment", "misalignment", "--seeds", str(seeds)]
+    if steps is not None:
+        parts += ["--steps", str(steps)]
+    if quick:
+        parts.append("--quick")
+    if arms:
+        parts += ["--arms", arms]
+    if first_seed:
+        parts += ["--first-seed", str(first_seed)]
+    parts += ["--out", str(out)]
+    return shlex.join(parts)
 
 
 def register(app: typer.Typer) -> None:
