@@ -1,9 +1,53 @@
-"""CLI: `calib loop` (placeholder until its issue lands)."""
+"""CLI: ``calib loop --config loop.yaml``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def loop(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Loop config (YAML); see docs/loop.md.")],
+    review: Annotated[bool, typer.Option("--review", help="Stop after each proposed spec so you can edit it.")] = False,
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Override the config's iterations.")] = None,
+    workdir: Annotated[Path | None, typer.Option("--workdir", help="Override the config's workdir.")] = None,
+) -> None:
+    """Run (or resume) calibration iterations: rollout -> ingest -> analyze -> spec -> train -> eval.
+
+    Finished stages are recorded in <workdir>/loop_state.json: re-running the same command after a
+    kill resumes at the interrupted stage. With --review the loop stops (exit code 3) after writing
+    each proposed spec to <workdir>/it<i>/spec.yaml; edit it and run the command again.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainer.loop import run_loop
+    from trainer.loop_config import load_loop_config
+
+    console = Console()
+    overrides = {"iterations": iterations, "workdir": str(workdir.resolve()) if workdir else None}
+    if review:
+        overrides["review"] = True
+    cfg = load_loop_config(config, overrides)
+    from rich.text import Text
+
+    result = run_loop(cfg, log=lambda m: console.print(Text(m, style="bold cyan"), highlight=False))
+    h = result.history
+    t = Table(title=f"calibration history ({result.store})", title_justify="left")
+    for c in ("iteration", "spec", "weights", "rollout success", "eval success", "trained"):
+        t.add_column(c)
+    import json
+
+    for row in h.to_dict("records"):
+        w = {k: v for k, v in json.loads(row["weights"]).items() if v}
+        fmt = lambda x: "-" if x is None or x != x else f"{x:.1%}"  # noqa: E731
+        t.add_row(str(row["iteration"]), row["spec_name"], ", ".join(f"{k} {v:+.2f}" for k, v in w.items()) or "-",
+                  fmt(row["rollout_success"]), fmt(row["eval_success"]), "yes" if row["trained"] else "no")
+    console.print(t)
+    console.print(f"workdir: {result.workdir}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app (nothing yet)."""
+    app.command("loop")(loop)

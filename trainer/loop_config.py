@@ -1,0 +1,99 @@
+"""``loop.yaml``: the configuration of ``calib loop`` (validated on load, errors name the field)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from calib.errors import UsageError
+
+FAMILIES = ("synthetic", "oracle", "hf")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RolloutSection(_Model):
+    tasks: str | list[str] = Field("all", description="'all', or a list of task ids.")
+    samples: int = Field(4, ge=2, description="Episodes per task (the GRPO group size; >= 2 to be informative).")
+    max_turns: int = Field(12, ge=1, description="Assistant turns per episode at most.")
+    concurrency: int = Field(4, ge=1, description="Episodes in flight at once.")
+    mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="oracle family: rate of each mistake kind.")
+
+
+class AnalysisSection(_Model):
+    mode: Literal["gtpo_hybrid", "mt_grpo"] = Field("gtpo_hybrid", description="Advantage mode for sign agreement.")
+    signals: list[str] | None = Field(None, description="Signals to analyse (default: every built-in).")
+    weight_cap: float = Field(0.3, gt=0.0, description="|proposed weight| <= cap.")
+    bootstrap: int = Field(500, ge=50, description="Bootstrap resamples for the CIs.")
+
+
+class TrainSection(_Model):
+    model: str = Field("tiny", description="hf family: model path, or 'tiny' for the SmolLM2-135M test model.")
+    max_steps: int = Field(2, ge=1, description="Optimizer steps per iteration.")
+    lora_r: int = Field(8, ge=1, description="LoRA rank (hf family).")
+    learning_rate: float = Field(1e-4, gt=0.0, description="Learning rate.")
+    batch_tasks: int = Field(2, ge=1, description="hf family: tasks per step (times samples = batch).")
+    max_new_tokens: int = Field(48, ge=8, description="hf family: tokens per assistant turn.")
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be finite")
+        return v
+
+
+class LoopConfig(_Model):
+    """One calibration loop: rollout -> ingest -> analyze -> spec -> train -> eval, ``iterations`` times."""
+
+    name: str = Field("calib-loop", description="Run id prefix: iteration i writes run '<name>-it<i>'.")
+    workdir: str = Field("runs/loop", description="Folder for the store, specs, checkpoints and state.")
+    family: Literal["synthetic", "oracle", "hf"] = Field(
+        "synthetic",
+        description="Policy family: 'synthetic' (testbed + softmax policy, trains in seconds), 'oracle' (noisy "
+        "oracle on a domain; its train stage only records the spec: an oracle does not learn), 'hf' (a "
+        "transformers model trained with TRL).",
+    )
+    domain: str = Field("airline-mini", description="Domain for the oracle and hf families.")
+    user: str = Field("scripted", description="User simulator for the oracle and hf families.")
+    iterations: int = Field(2, ge=1, description="How many calibration iterations to run.")
+    seed: int = Field(0, description="Seed of everything random in the loop.")
+    base_spec: str | None = Field(None, description="Spec to start from (default: outcome-only gtpo_hybrid).")
+    review: bool = Field(False, description="Stop after each proposed spec so a person can edit it.")
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval_samples: int = Field(4, ge=1, description="Episodes per task for the evaluation after training.")
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.workdir).joinpath(*parts)
+
+    def run_id(self, iteration: int, stage: str = "") -> str:
+        return f"{self.name}-it{iteration}" + (f"-{stage}" if stage else "")
+
+
+def load_loop_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LoopConfig:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such loop config: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{p}: a loop config is a mapping of fields")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        cfg = LoopConfig.model_validate(raw)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise UsageError(f"{p}: {errs}") from None
+    if not Path(cfg.workdir).is_absolute():
+        cfg.workdir = str((p.parent / cfg.workdir).resolve())
+    return cfg
