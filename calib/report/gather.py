@@ -1,0 +1,53 @@
+"""Get an analysis when the caller has none: the same functions ``calib analyze`` runs.
+
+``calib report`` without ``--analysis`` analyses the store itself, so a report never shows numbers
+that a fresh ``calib analyze`` of the same store would not: the signals already in the store (or the
+built-ins when there are none, computed and cached in the store as ``calib analyze`` does), the
+default :class:`~calib.analysis.run.AnalysisConfig`, and its proposed spec.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from calib.errors import CalibError
+
+
+def open_store(store: Any):
+    """A Store from a Store or a directory (which must already be a store)."""
+    from calib.store import Store
+
+    if isinstance(store, Store):
+        return store
+    if isinstance(store, (str, os.PathLike)):
+        return Store(store, create=False)
+    raise CalibError(f"expected a store or a store directory, got {type(store).__name__}")
+
+
+def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str | None = None):
+    """``(analysis dict, proposed RewardSpec)`` for ``store``, computing missing signal values first.
+
+    ``mode`` picks the advantage mode of the proposed spec (grpo has no turn advantage to align, so
+    the analysis then measures agreement under its default mode and the spec records ``grpo``).
+    """
+    from calib.analysis.metrics import SIGN_MODES
+    from calib.analysis.propose import propose_spec
+    from calib.analysis.run import AnalysisConfig, analyze_store
+    from calib.signals.compute import compute_signals
+    from calib.signals.registry import available_signals
+
+    stored = sorted(store.signal_versions())
+    names = stored or list(available_signals())
+    known = set(available_signals())
+    # Refresh the values of signals calib can compute (new episodes, new versions); others (written
+    # with store.write_signals by the user's own code) are analysed as they are.
+    computable = [n for n in names if n in known or ":" in n]
+    if computable:
+        compute_signals(store, computable, runs=runs)
+    cfg = AnalysisConfig(mode=mode) if mode in SIGN_MODES else AnalysisConfig()
+    result = analyze_store(store, names, runs=runs, config=cfg)
+    spec = propose_spec(result, cfg, store=str(store.path))
+    if mode is not None and mode != spec.advantage.mode:
+        spec.advantage.mode = mode
+    return result.to_json(), spec

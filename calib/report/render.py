@@ -1,0 +1,281 @@
+"""Assemble the report: gather (store + analysis dict), draw, render the Jinja2 template, write.
+
+The page is one file: CSS, SVG figures, the JSON of the sampled episodes and the script are all
+inline, and its Content-Security-Policy lets nothing load (see :mod:`calib.report.safe`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from calib import __version__
+from calib.errors import CalibError, SpecError
+from calib.report import data as D
+from calib.report.analysis_view import COLUMNS, aggregate_of, analysis_mode, signal_rows
+from calib.report.config import ReportConfig
+from calib.report.safe import content_security_policy, json_for_script, plain
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write_report` produced: the file, its size, and time per stage (seconds)."""
+
+    path: Path
+    bytes: int
+    episodes_embedded: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _static(name: str) -> str:
+    return resources.files("calib.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("calib.report", "templates"),
+        autoescape=True,  # every {{ }} is HTML-escaped unless it is our own Markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    def raw(v: Any) -> str:  # full precision for data-value attributes (repr round-trips floats)
+        return "" if v is None else repr(float(v)) if isinstance(v, float) else str(v)
+
+    env.filters["num"] = num
+    env.filters["raw"] = raw
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    env.filters["ci"] = lambda v: "n/a" if v[0] is None or v[1] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
+    env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.2g}"
+    return env
+
+
+def load_analysis(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an ``analysis.json`` written by ``calib analyze``; errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise CalibError(f"analysis file {p}: no such file (run calib analyze first, or omit --analysis)")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CalibError(f"analysis file {p}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or "signals" not in doc:
+        raise CalibError(f"analysis file {p}: no 'signals' field; is it the analysis.json of calib analyze?")
+    return doc
+
+
+def _spec_from(spec: Any, analysis: dict[str, Any], mode: str, runs: list[str]):
+    """A RewardSpec from what the caller gave (spec object, dict, YAML path) or, failing that, the
+    analysis's proposed weights with the report's advantage mode."""
+    from calib.spec import RewardSpec, load_spec
+
+    if spec is None:
+        path = (analysis.get("spec") or {}).get("path") if isinstance(analysis.get("spec"), dict) else None
+        if path and Path(path).is_file():
+            spec = path
+    if isinstance(spec, RewardSpec):
+        return spec
+    if isinstance(spec, dict):
+        return RewardSpec.from_dict(spec, source="spec")
+    if isinstance(spec, (str, os.PathLike)):
+        return load_spec(spec, known_signals=[n for n, _ in _names(analysis)])
+    params = analysis.get("parameters") or {}
+    adv: dict[str, Any] = {"mode": mode}
+    for key, name in (("gamma", "gamma"), ("lam", "lambda"), ("turn_norm", "turn_norm")):
+        if params.get(key) is not None:
+            adv[name] = params[key]
+    turn_rewards = [
+        {"signal": r.signal, "weight": round(r.proposed_weight or 0.0, 6)} for r in signal_rows(analysis, mode)
+    ]
+    try:
+        return RewardSpec.from_dict(
+            {"name": "calibrated", "advantage": adv, "turn_rewards": turn_rewards, "provenance": {"runs": runs}},
+            source="proposed spec",
+        )
+    except SpecError as e:
+        raise CalibError(f"could not build the proposed spec from the analysis: {e}") from None
+
+
+def _names(analysis: dict[str, Any]) -> list[tuple[str, Any]]:
+    from calib.report.analysis_view import signal_records
+
+    return signal_records(analysis)
+
+
+def _descriptions() -> dict[str, str]:
+    try:
+        from calib.signals.builtin import BUILTIN_SIGNALS
+    except ImportError:  # pragma: no cover - the signals package is part of calib
+        return {}
+    return {name: desc for name, (_, desc) in BUILTIN_SIGNALS.items()}
+
+
+def _created() -> str | None:
+    """UTC time of generation; ``SOURCE_DATE_EPOCH`` pins it (reproducible example reports)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch else _dt.datetime.now(_dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def build_report(
+    store: Any,
+    analysis: dict[str, Any],
+    *,
+    runs: list[str] | None = None,
+    spec: Any = None,
+    config: ReportConfig | None = None,
+    title: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Render the report of ``store`` (selected ``runs``) and ``analysis`` to HTML text.
+
+    Returns ``(html, info)`` where ``info`` has ``episodes_embedded`` and per-stage ``timings``.
+    """
+    from calib.report import plots
+    from calib.report.advantage_view import scatter_panels
+
+    cfg = config or ReportConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = round(now - t0, 4)
+        t0 = now
+
+    con = D.scoped_connection(store, runs)
+    try:
+        summary = D.summary(con, pass_k=cfg.pass_k)
+        spec_mode_hint = None
+        if spec is not None and hasattr(spec, "advantage"):
+            spec_mode_hint = spec.advantage.mode
+        mode = cfg.mode or spec_mode_hint or analysis_mode(analysis) or "gtpo_hybrid"
+        reward_spec = _spec_from(spec, analysis, mode, summary["runs"])
+        if cfg.mode is None:
+            mode = reward_spec.advantage.mode
+        rows = signal_rows(analysis, mode)
+        stored = {s for (s,) in con.execute("SELECT DISTINCT signal FROM signals").fetchall()}
+        names = [r.signal for r in rows if r.signal in stored]
+        lap("summary")
+        dists = D.signal_distributions(con, names, aggregate=aggregate_of(analysis), bins=cfg.hist_bins)
+        lap("distributions")
+        sample = D.sample_groups(con, names, n_groups=cfg.scatter_groups, seed=cfg.seed)
+        adv = reward_spec.advantage
+        panels = scatter_panels(
+            sample, reward_spec.turn_weights(), mode=mode, gamma=adv.gamma, lam=adv.lam, turn_norm=adv.turn_norm,
+            max_points=cfg.scatter_points, seed=cfg.seed,
+        )
+        lap("advantages")
+        history = D.iteration_history(con, store)
+        ids = D.sample_episode_ids(con, per_task=cfg.per_task, max_episodes=cfg.max_episodes, seed=cfg.seed)
+        episodes = D.episode_views(con, ids, [r.signal for r in rows], max_message_chars=cfg.max_message_chars)
+        lap("episodes")
+    finally:
+        con.close()
+
+    figures = {
+        "forest": plots.forest_plot(rows),
+        "position": plots.position_plot(rows, max_positions=cfg.max_positions),
+        "distributions": plots.distribution_plot(dists, [r.signal for r in rows], aggregate=aggregate_of(analysis)),
+        "scatter": plots.scatter_plot(panels, mode=mode),
+        "history": plots.history_plot(history) if history else "",
+    }
+    lap("plots")
+
+    js = _static("report.js")
+    if "</script" in js.lower():  # would end the script element early
+        raise CalibError("internal: report.js must not contain '</script'")
+    report_data = {
+        "schema_version": 1,
+        "mode": mode,
+        "summary": summary,
+        "columns": [c[0] for c in COLUMNS],
+        "analysis": analysis,
+        "spec": reward_spec.to_dict(),
+    }
+    n_groups = sample.group.size and len(set(sample.group.tolist()))
+    scatter_note = (
+        f"{n_groups} informative group(s) sampled from {summary['informative_groups']}"
+        if n_groups
+        else "no informative group (every group has a single outcome)"
+    )
+    html = _env().get_template("report.html.j2").render(
+        title=title or f"calib report: {', '.join(summary['runs'])}",
+        version=__version__,
+        csp=content_security_policy([js]),
+        css=Markup(_static("report.css")),
+        js=Markup(js),
+        created=_created(),
+        store_path=str(getattr(store, "path", store)),
+        mode=mode,
+        aggregate=aggregate_of(analysis),
+        summary=summary,
+        columns=COLUMNS,
+        rows=rows,
+        descriptions=_descriptions(),
+        plots={k: Markup(v) for k, v in figures.items()},
+        history_has_weights=bool(history and history.get("weights")),
+        scatter_note=scatter_note,
+        spec_yaml=reward_spec.to_yaml(),
+        n_browser=len(episodes),
+        per_task=cfg.per_task,
+        report_json=Markup(json_for_script(plain(report_data))),
+        episodes_json=Markup(json_for_script(episodes)),
+    )
+    lap("render")
+    return html, {"episodes_embedded": len(episodes), "timings": timings, "mode": mode}
+
+
+def write_report(
+    store: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    runs: list[str] | None = None,
+    analysis: dict[str, Any] | str | os.PathLike[str] | None = None,
+    spec: Any = None,
+    mode: str | None = None,
+    config: ReportConfig | None = None,
+    title: str | None = None,
+) -> ReportResult:
+    """Write the HTML report of ``store`` to ``out_path`` (atomically) and return what was written.
+
+    ``store``: a :class:`calib.store.Store` or a store directory. ``analysis``: the analysis dict
+    (``AnalysisResult.to_json()``), a path to ``analysis.json``, or None to compute it now (signals
+    already in the store, else the built-ins). ``spec``: a RewardSpec, a spec dict or a YAML path;
+    None = the analysis's spec file if it exists, else one built from the proposed weights.
+    ``mode``: advantage mode of the misalignment picture (None: the spec's).
+    """
+    from calib.report.gather import analysis_for_store, open_store
+
+    st = open_store(store)
+    t = time.perf_counter()
+    cfg = config or ReportConfig()
+    if mode is not None:
+        cfg = ReportConfig(**{**cfg.__dict__, "mode": mode})
+    if analysis is None:
+        analysis, computed_spec = analysis_for_store(st, runs=runs, mode=cfg.mode)
+        spec = spec if spec is not None else computed_spec
+    elif not isinstance(analysis, dict):
+        analysis = load_analysis(analysis)
+    t_analysis = time.perf_counter() - t
+    html, info = build_report(st, analysis, runs=runs, spec=spec, config=cfg, title=title)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    timings = {"analysis": round(t_analysis, 4), **info["timings"]}
+    return ReportResult(path=out, bytes=out.stat().st_size, episodes_embedded=info["episodes_embedded"], timings=timings)
