@@ -1,8 +1,9 @@
 """Get an analysis when the caller has none: the same functions ``calib analyze`` runs.
 
 ``calib report`` without ``--analysis`` analyses the store itself, so a report never shows numbers
-that a fresh ``calib analyze`` of the same store would not: the signals already in the store (or the
-built-ins when there are none, computed and cached in the store as ``calib analyze`` does), the
+that a fresh ``calib analyze`` of the same store would not: every built-in and entry-point signal
+(computed and cached in the store as ``calib analyze`` does) plus any other signal already in the
+store (written by the user's code with ``store.write_signals``), the
 default :class:`~calib.analysis.run.AnalysisConfig`, and its proposed spec.
 """
 
@@ -37,12 +38,11 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
     from calib.signals.compute import compute_signals
     from calib.signals.registry import available_signals
 
-    stored = sorted(store.signal_versions())
-    names = stored or list(available_signals())
-    known = set(available_signals())
+    known = list(available_signals())
+    names = known + sorted(set(store.signal_versions()) - set(known))  # built-ins and plug-ins, then the rest
     # Refresh the values of signals calib can compute (new episodes, new versions); others (written
     # with store.write_signals by the user's own code) are analysed as they are.
-    computable = [n for n in names if n in known or ":" in n]
+    computable = [n for n in names if n in set(known) or ":" in n]
     if computable:
         compute_signals(store, computable, runs=runs)
     cfg = AnalysisConfig(mode=mode) if mode in SIGN_MODES else AnalysisConfig()
