@@ -67,45 +67,76 @@ def make_responder(tasks: list[Task]):
 # ----------------------------------------------------------------------------- the HTTP client
 
 
-def test_retries_500_and_timeout_then_succeeds():
+TRANSPORTS = pytest.mark.parametrize("transport", ["asyncio", "httpx"])
+
+
+@TRANSPORTS
+def test_retries_500_and_timeout_then_succeeds(transport):
     with FakeOpenAI(faults=["500", "timeout"], hang=2.0) as srv:
-        client = ChatClient(EndpointConfig(base_url=srv.base_url, timeout=0.3, max_retries=3, **FAST))
+        client = ChatClient(EndpointConfig(base_url=srv.base_url, timeout=0.3, max_retries=3, transport=transport, **FAST))
         msg = asyncio.run(client.chat([{"role": "user", "content": "hi"}]))
     assert msg["role"] == "assistant" and msg["content"]
     assert len(srv.requests) == 3 and client.retries == 2
 
 
-def test_persistent_failure_raises_after_all_retries():
+@TRANSPORTS
+def test_persistent_failure_raises_after_all_retries(transport):
     with FakeOpenAI(fault_fn=lambda body: "503") as srv:
-        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=2, **FAST))
+        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=2, transport=transport, **FAST))
         with pytest.raises(EndpointError, match="failed after 3 attempts; last: HTTP 503"):
             asyncio.run(client.chat([{"role": "user", "content": "hi"}]))
     assert len(srv.requests) == 3
 
 
-def test_client_error_is_not_retried():
+@TRANSPORTS
+def test_client_error_is_not_retried(transport):
     with FakeOpenAI(faults=["400"]) as srv:
-        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=3, **FAST))
+        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=3, transport=transport, **FAST))
         with pytest.raises(EndpointError, match="refused the request: HTTP 400"):
             asyncio.run(client.chat([{"role": "user", "content": "hi"}]))
     assert len(srv.requests) == 1
 
 
-def test_connection_refused_is_retried_then_reported():
+@TRANSPORTS
+def test_connection_refused_is_retried_then_reported(transport):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = ChatClient(EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, **FAST))
+    client = ChatClient(EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, transport=transport,
+                                       **FAST))
     with pytest.raises(EndpointError, match="connection error"):
         asyncio.run(client.chat([{"role": "user", "content": "hi"}]))
     assert client.attempts == 2
 
 
-def test_dropped_connection_is_retried():
+@TRANSPORTS
+def test_dropped_connection_is_retried(transport):
     with FakeOpenAI(faults=["drop"]) as srv:
-        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=2, **FAST))
+        client = ChatClient(EndpointConfig(base_url=srv.base_url, max_retries=2, transport=transport, **FAST))
         assert asyncio.run(client.chat([{"role": "user", "content": "hi"}]))["content"]
     assert len(srv.requests) == 2
+
+
+@TRANSPORTS
+def test_keep_alive_chunked_bodies_and_a_second_event_loop(transport):
+    with FakeOpenAI(chunked=True) as srv:
+        client = ChatClient(EndpointConfig(base_url=srv.base_url, transport=transport, **FAST))
+
+        async def three():
+            return [await client.chat([{"role": "user", "content": f"hi {i}"}]) for i in range(3)]
+
+        first = asyncio.run(three())
+        second = asyncio.run(three())  # a new loop gets new connections, not the dead loop's
+    assert [m["content"] for m in first] == [m["content"] for m in second]
+    assert len(srv.requests) == 6 and client.retries == 0
+    assert srv.requests[0]["messages"] == [{"role": "user", "content": "hi 0"}]
+
+
+def test_auto_transport_by_scheme():
+    assert ChatClient(EndpointConfig(base_url="http://127.0.0.1:1/v1")).transport_name == "asyncio"
+    assert ChatClient(EndpointConfig(base_url="https://api.example.com/v1")).transport_name == "httpx"
+    with pytest.raises(ValueError, match="plain http only"):
+        EndpointConfig(base_url="https://api.example.com/v1", transport="asyncio")
 
 
 def test_backoff_grows_and_is_capped():

@@ -99,6 +99,7 @@ class FakeOpenAI:
         faults: Iterable[str] = (),
         fault_fn: Callable[[dict[str, Any]], str | None] | None = None,
         hang: float = 5.0,
+        chunked: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -109,6 +110,7 @@ class FakeOpenAI:
         self.faults: deque[str] = deque(faults)
         self.fault_fn = fault_fn
         self.hang = hang
+        self.chunked = chunked  # send bodies with Transfer-Encoding: chunked (as some servers do)
         self.host = host
         self.port = port
         self.requests: list[dict[str, Any]] = []
@@ -147,11 +149,13 @@ class FakeOpenAI:
                 if status is None:  # "drop": close without a reply
                     break
                 data = json.dumps(payload).encode()
-                writer.write(
-                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(data)}\r\n\r\n".encode()
-                    + data
-                )
+                head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+                if self.chunked:
+                    half = len(data) // 2
+                    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (data[:half], data[half:]) if c)
+                    writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + body + b"0\r\n\r\n")
+                else:
+                    writer.write(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
