@@ -149,3 +149,10 @@ def test_config_validates_rates():
     cfg = OracleConfig.uniform(0.2, extra_lookup=0.0)
     assert cfg.rates()["extra_lookup"] == 0.0 and cfg.rates()["wrong_argument"] == 0.2
     assert json.dumps(cfg.rates())
+
+
+def test_no_mistakes_succeeds_on_the_taubench_tasks(taubench_dir):
+    domain = load_domain(f"taubench:{taubench_dir / 'airline'}")
+    eps = run_rollouts(domain, OraclePolicy(), "scripted", "all", samples=1, concurrency=8)
+    assert len(eps) == 50
+    assert [e["task_id"] for e in eps if not e["success"]] == []
