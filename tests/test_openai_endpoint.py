@@ -132,6 +132,21 @@ def test_keep_alive_chunked_bodies_and_a_second_event_loop(transport):
     assert srv.requests[0]["messages"] == [{"role": "user", "content": "hi 0"}]
 
 
+@TRANSPORTS
+def test_api_key_and_generation_options_are_sent(transport, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    with FakeOpenAI() as srv:
+        explicit = EndpointConfig(base_url=srv.base_url, api_key="sk-test", temperature=0.2, max_tokens=64,
+                                  extra_body={"seed": 3}, transport=transport)
+        asyncio.run(ChatClient(explicit).chat([{"role": "user", "content": "hi"}]))
+        asyncio.run(ChatClient(EndpointConfig(base_url=srv.base_url, transport=transport)).chat(
+            [{"role": "user", "content": "hi"}]))
+    assert srv.headers[0]["authorization"] == "Bearer sk-test"
+    assert srv.headers[1]["authorization"] == "Bearer from-env"
+    assert srv.requests[0]["temperature"] == 0.2 and srv.requests[0]["max_tokens"] == 64
+    assert srv.requests[0]["seed"] == 3 and "temperature" not in srv.requests[1]
+
+
 def test_auto_transport_by_scheme():
     assert ChatClient(EndpointConfig(base_url="http://127.0.0.1:1/v1")).transport_name == "asyncio"
     assert ChatClient(EndpointConfig(base_url="https://api.example.com/v1")).transport_name == "httpx"

@@ -178,3 +178,17 @@ def test_cli_rollout_end_to_end(store_dir):
     assert table.exit_code == 0 and "success rate" in table.stdout
     bad = cli.invoke(app, ["rollout", "--policy", "nope", "--store", str(store_dir)])
     assert bad.exit_code == 2 and "unknown policy" in bad.output
+
+
+def test_bench_quick_prints_its_figure():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "bench" / "rollout.py"), "--quick"], capture_output=True,
+                         text=True, timeout=300, cwd=root, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    assert fig["bench"] == "rollout" and fig["goal"] == ">= 25" and fig["value"] > 0
+    assert fig["details"]["serial"]["errors"] == 0 and fig["details"]["concurrent"]["episodes"] == 96

@@ -114,6 +114,7 @@ class FakeOpenAI:
         self.host = host
         self.port = port
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # request headers (lower-case names), in order
         self.served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -145,7 +146,7 @@ class FakeOpenAI:
                         headers[k.strip().lower()] = v.strip()
                 n = int(headers.get("content-length", "0") or 0)
                 raw = await reader.readexactly(n) if n else b""
-                status, payload = await self._route(method, path, raw)
+                status, payload = await self._route(method, path, raw, headers)
                 if status is None:  # "drop": close without a reply
                     break
                 data = json.dumps(payload).encode()
@@ -165,7 +166,7 @@ class FakeOpenAI:
             with contextlib.suppress(Exception):  # the client may already be gone
                 writer.close()
 
-    async def _route(self, method: str, path: str, raw: bytes) -> tuple[int | None, Any]:
+    async def _route(self, method: str, path: str, raw: bytes, headers: dict[str, str]) -> tuple[int | None, Any]:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]}
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
@@ -175,6 +176,7 @@ class FakeOpenAI:
         except json.JSONDecodeError:
             return 400, {"error": {"message": "body is not JSON"}}
         self.requests.append(body)
+        self.headers.append(headers)
         fault = self._next_fault(body)
         if self.latency:
             await asyncio.sleep(self.latency)
