@@ -61,7 +61,8 @@ class StopUser:
 
 def test_episode_record_shape_progress_and_groups(mini):
     tasks = [t.task_id for t in mini.tasks[:3]]
-    eps = run_rollouts(mini, OraclePolicy(), "scripted", tasks, samples=3, run_id="r", iteration=2, seed=5)
+    eps = run_rollouts(mini, OraclePolicy(), "scripted", tasks, samples=3, run_id="r", iteration=2, seed=5,
+                       info={"step": 17})
     assert [e["task_id"] for e in eps] == [t for t in tasks for _ in range(3)]
     assert len({e["episode_id"] for e in eps}) == 9
     assert {e["group_id"] for e in eps} == {f"r/2/{t}" for t in tasks}
@@ -77,6 +78,7 @@ def test_episode_record_shape_progress_and_groups(mini):
         assert info["progress"][-1] == pytest.approx(info["reward"]["progress"])
         assert e["outcome"] == 1.0 and e["success"] and e["iteration"] == 2 and e["policy"] == "oracle"
         assert "_turn_meta" not in e  # the oracle returns no per-turn extras
+        assert info["step"] == 17
 
 
 def test_progress_rises_when_a_write_lands(mini):

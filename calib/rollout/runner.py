@@ -57,6 +57,10 @@ class RolloutConfig:
     # Parameters that control bookkeeping
     run_id: str = field(default="run", metadata={"help": "Run id written on every episode."})
     iteration: int = field(default=0, metadata={"help": "Loop iteration written on every episode."})
+    info: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Extra keys merged into every episode's info (e.g. {'step': 120} from the trainer)."},
+    )
     # Parameters that control speed
     concurrency: int = field(default=8, metadata={"help": "Episodes in flight at once (raise it for remote endpoints)."})
 
@@ -174,6 +178,7 @@ async def play_episode(
         "task_kind": task.kind,
         "user": getattr(user, "name", type(user).__name__),
     }
+    info.update(cfg.info)
     info.update(ctx.info)  # e.g. the oracle's "mistakes"
     if error:
         info["error"] = error
@@ -270,12 +275,14 @@ def run_rollouts(
     *,
     progress: bool = False,
     source: str | None = None,
+    info: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Play ``samples`` episodes of each task and return them (written to ``store`` when given).
 
     ``domain`` may be a spec (``airline-mini``, ``taubench:PATH``); ``user`` a name (``scripted``) or a
-    zero-argument factory that returns a fresh simulator per episode. Must be called outside a running
-    event loop (use :func:`arun_rollouts` inside one).
+    zero-argument factory that returns a fresh simulator per episode; ``info`` is merged into every
+    episode's info (the trainer passes ``{"step": n}``). Must be called outside a running event loop
+    (use :func:`arun_rollouts` inside one).
     """
     if isinstance(domain, str):
         from calib.envs.base import load_domain
@@ -286,7 +293,7 @@ def run_rollouts(
 
         user = user_factory(user)
     cfg = RolloutConfig(samples=samples, max_turns=max_turns, seed=seed, run_id=run_id, iteration=iteration,
-                        concurrency=concurrency)
+                        concurrency=concurrency, info=dict(info or {}))
     tasks = select_tasks(domain, task_ids)
     episodes = asyncio.run(arun_rollouts(domain, policy, user, tasks, cfg, progress=progress))
     if store is not None:
