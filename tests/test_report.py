@@ -204,8 +204,9 @@ def test_table_numbers_equal_analysis_json(html, analysed):
         c = cells[s["signal"]]
         for key in ("auc", "group_auc", "pb_corr", "dead_share", "proposed_weight"):
             assert _f(c[key]["data-value"]) == s[key], (s["signal"], key)
-        assert [_f(c["auc_ci"]["data-lo"]), _f(c["auc_ci"]["data-hi"])] == s["auc_ci"]
-        assert [_f(c["group_auc_ci"]["data-lo"]), _f(c["group_auc_ci"]["data-hi"])] == s["group_auc_ci"]
+        assert [_f(c["auc"]["data-lo"]), _f(c["auc"]["data-hi"])] == s["auc_ci"]
+        assert [_f(c["group_auc"]["data-lo"]), _f(c["group_auc"]["data-hi"])] == s["group_auc_ci"]
+        assert c["verdict"]["title"] == s["reason"]
         assert int(c["informative_groups"]["data-value"]) == s["informative_groups"]
         assert int(c["informative_groups"]["data-n-groups"]) == s["n_groups"]
         assert _f(c["pb_corr"]["data-p"]) == s["pb_p"]
@@ -216,8 +217,11 @@ def test_table_numbers_equal_analysis_json(html, analysed):
 
 
 def test_displayed_numbers_round_the_exact_values(html):
-    m = re.search(r'<td data-key="auc" data-value="([^"]*)">([^<]*)</td>', html)
-    assert m and f"{float(m.group(1)):.3f}" == m.group(2)
+    m = re.search(r'<td data-key="auc" data-value="([^"]*)" data-lo="([^"]*)" data-hi="([^"]*)">([^<]*) '
+                  r'<span class="ci">\[([^,]*), ([^\]]*)\]</span></td>', html)
+    assert m
+    value, lo, hi, shown, shown_lo, shown_hi = m.groups()
+    assert f"{float(value):.3f}" == shown and f"{float(lo):.2f}" == shown_lo and f"{float(hi):.2f}" == shown_hi
 
 
 def test_summary_counts_and_pass_k_match_calib_eval(html, small_store):
@@ -420,3 +424,40 @@ def test_cli_report_bad_options_exit_2(small_store, tmp_path):
     r = CliRunner().invoke(app, ["report", "--store", str(small_store.path), "--runs", "nope",
                                  "--out", str(tmp_path / "x.html")])
     assert r.exit_code != 0 and "nope" in r.output
+
+
+def test_missing_metrics_render_as_na(small_store, analysed):
+    """A signal the analysis could not measure (no informative groups, no positions) still renders."""
+    import copy
+
+    analysis, spec, _ = analysed
+    doc = copy.deepcopy(analysis)
+    s = doc["signals"][0]
+    for key in ("auc", "group_auc", "pb_corr", "pb_p", "dead_share"):
+        s[key] = None
+    s["auc_ci"] = s["group_auc_ci"] = [None, None]
+    s["sign_agreement"] = {m: None for m in s["sign_agreement"]}
+    s["auc_by_position"] = []
+    text, _ = build_report(small_store, doc, spec=spec)
+    cells = table_cells(text)[s["signal"]]
+    assert cells["auc"]["data-value"] == "" and cells["group_auc"]["data-lo"] == ""
+    assert re.search(r'data-key="auc" data-value="" data-lo="" data-hi="">n/a <span class="ci">n/a</span>', text)
+
+
+def test_committed_example_matches_its_analysis_json():
+    """reports/example/index.html shows exactly the numbers of reports/example/analysis.json."""
+    root = Path(__file__).parents[1] / "reports" / "example"
+    if not (root / "index.html").exists():
+        pytest.fail("reports/example/index.html is missing: run reports/example/make.sh")
+    text = (root / "index.html").read_text(encoding="utf-8")
+    doc = json.loads((root / "analysis.json").read_text())
+    mode = embedded(text, "calib-report-data")["mode"]
+    cells = table_cells(text)
+    assert list(cells) == [s["signal"] for s in doc["signals"]]
+    for s in doc["signals"]:
+        c = cells[s["signal"]]
+        assert _f(c["group_auc"]["data-value"]) == s["group_auc"] and c["verdict"]["data-value"] == s["verdict"]
+        assert _f(c["sign_agreement"]["data-value"]) == s["sign_agreement"][mode]
+        assert _f(c["proposed_weight"]["data-value"]) == s["proposed_weight"]
+    assert embedded(text, "calib-episodes") and "Content-Security-Policy" in text
+    assert (root / "index.html").stat().st_size < 2_000_000

@@ -18,19 +18,20 @@ from calib.errors import CalibError
 # Table columns: (key, header, tooltip, number format). Keys are the row fields below.
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("signal", "signal", "Per-turn signal name", "text"),
-    ("auc", "auc", "P(episode aggregate of a success > that of a failure), all pairs", "f3"),
-    ("auc_ci", "auc 95% CI", "Bootstrap interval, episodes resampled", "ci"),
-    ("group_auc", "group auc", "The same probability over pairs inside one group: what GRPO sees", "f3"),
-    ("group_auc_ci", "group auc 95% CI", "Bootstrap interval, groups resampled", "ci"),
-    ("informative_groups", "informative groups", "Groups with both successes and failures / all groups", "int"),
-    ("pb_corr", "pb r", "Point-biserial correlation of the episode aggregate with success", "f3"),
-    ("sign_agreement", "sign agreement", ("Share of the signal's |turn advantage| whose sign matches the "
-                                        "outcome advantage (chosen mode)"), "f3"),
-    ("misaligned_mass", "misaligned mass", ("Disagreeing |turn advantage| relative to |outcome advantage| "
-                                          "(chosen mode)"), "f3"),
-    ("dead_share", "dead share", "Share of turns in informative groups without within-group variance", "f3"),
-    ("verdict", "verdict", "keep (CI above 0.5 and aligned), flip (CI below 0.5), zero (otherwise)", "text"),
-    ("proposed_weight", "proposed weight", "Turn-reward weight in the proposed spec", "f3"),
+    ("auc", "auc [95% CI]", ("P(episode aggregate of a success > that of a failure) over all pairs; "
+                            "bootstrap interval over episodes"), "ci"),
+    ("group_auc", "group auc [95% CI]", ("The same probability over pairs inside one group (what GRPO sees); "
+                                        "bootstrap interval over groups"), "ci"),
+    ("informative_groups", "informative", "Groups with both successes and failures / all groups", "int"),
+    ("pb_corr", "pb r", "Point-biserial correlation of the episode aggregate with success (hover: p-value)", "f3"),
+    ("sign_agreement", "agreement", ("Share of the signal's |turn advantage| whose sign matches the "
+                                    "outcome advantage (chosen mode)"), "f3"),
+    ("misaligned_mass", "misaligned", ("Disagreeing |turn advantage| relative to |outcome advantage| "
+                                      "(chosen mode)"), "f3"),
+    ("dead_share", "dead", "Share of turns in informative groups without within-group variance", "f3"),
+    ("verdict", "verdict", ("keep (CI above 0.5 and aligned), flip (CI below 0.5), zero (otherwise); "
+                           "hover a verdict for the reason"), "text"),
+    ("proposed_weight", "weight", "Turn-reward weight in the proposed spec", "f3"),
 )
 
 
@@ -91,6 +92,15 @@ class SignalRow:
     def cell(self, key: str) -> Any:
         """The table value behind column ``key`` (what ``data-value`` carries)."""
         return getattr(self, key)
+
+    def ci(self, key: str) -> tuple[float | None, float | None]:
+        """The interval shown next to ``key`` (``auc`` or ``group_auc``)."""
+        return getattr(self, f"{key}_ci")
+
+    @property
+    def reason(self) -> str:
+        """The analysis's one-line reason for the verdict, if it gave one."""
+        return str(self.raw.get("reason") or "")
 
 
 def signal_records(analysis: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

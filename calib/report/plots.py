@@ -99,7 +99,7 @@ def forest_plot(rows: Sequence[Any]) -> str:
         if n:  # legend in grey: the colours are the verdicts
             ax.plot([], [], marker="o", color="#374151", mfc="white", label="auc (all pairs)")
             ax.plot([], [], marker="s", color="#374151", label="group auc (pairs in a group)")
-            ax.legend(loc="lower right", frameon=False, fontsize=8)
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize=8)
         return _svg(fig, "forest")
 
 

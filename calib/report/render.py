@@ -58,7 +58,7 @@ def _env() -> jinja2.Environment:
     env.filters["num"] = num
     env.filters["raw"] = raw
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
-    env.filters["ci"] = lambda v: "n/a" if v[0] is None or v[1] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
+    env.filters["ci"] = lambda v: "n/a" if v[0] is None or v[1] is None else f"[{v[0]:.2f}, {v[1]:.2f}]"
     env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.2g}"
     return env
 
