@@ -461,3 +461,31 @@ def test_committed_example_matches_its_analysis_json():
         assert _f(c["proposed_weight"]["data-value"]) == s["proposed_weight"]
     assert embedded(text, "calib-episodes") and "Content-Security-Policy" in text
     assert (root / "index.html").stat().st_size < 2_000_000
+
+
+def test_calib_analyze_html_report_equals_its_analysis_json(small_store, tmp_path):
+    """The acceptance check on the real pipeline: `calib analyze --html`, then parse both files."""
+    out = tmp_path / "an"
+    r = CliRunner().invoke(app, ["analyze", "--store", str(small_store.path), "--out", str(out), "--html"])
+    assert r.exit_code == 0, r.output
+    text = (out / "report.html").read_text(encoding="utf-8")
+    doc = json.loads((out / "analysis.json").read_text())
+    data = embedded(text, "calib-report-data")
+    assert data["analysis"] == doc
+    cells = table_cells(text)
+    assert list(cells) == [s["signal"] for s in doc["signals"]]
+    for s in doc["signals"]:
+        c = cells[s["signal"]]
+        for key in ("auc", "group_auc", "pb_corr", "dead_share", "proposed_weight"):
+            assert _f(c[key]["data-value"]) == s[key], (s["signal"], key)
+        assert [_f(c["auc"]["data-lo"]), _f(c["auc"]["data-hi"])] == s["auc_ci"]
+        assert [_f(c["group_auc"]["data-lo"]), _f(c["group_auc"]["data-hi"])] == s["group_auc_ci"]
+        assert int(c["informative_groups"]["data-value"]) == s["informative_groups"]
+        for key in ("sign_agreement", "misaligned_mass"):
+            assert _f(c[key]["data-value"]) == s[key][data["mode"]]
+        assert c["verdict"]["data-value"] == s["verdict"]
+    import html as html_mod
+
+    spec_text = (out / "reward_spec.yaml").read_text()
+    m = re.search(r'<pre id="spec-yaml">(.*?)</pre>', text, flags=re.DOTALL)
+    assert html_mod.unescape(m.group(1)) == spec_text
