@@ -346,3 +346,39 @@ def test_proposed_weight():
     assert M.proposed_weight(0.9, "zero") == 0.0
     assert M.proposed_weight(0.6, "keep", cap=0.1) == pytest.approx(0.1)
     assert M.proposed_weight(0.6, "keep", value_scale=40.0) == pytest.approx(0.2 / 40)
+
+
+@pytest.mark.parametrize("mode", ["mt_grpo", "gtpo_hybrid"])
+@pytest.mark.parametrize("turn_norm", ["index", "pooled"])
+@pytest.mark.parametrize("gamma, lam", [(0.9, None), (1.0, 0.5), (0.5, 2.0)])
+def test_flat_signal_advantages_equal_trainer_turn_advantages(mode, turn_norm, gamma, lam):
+    """The analysis's flat fast path equals trainer.advantages.turn_advantages (outcome 0) exactly."""
+    from trainer.advantages import turn_advantages
+
+    rng = np.random.default_rng(7)
+    n_ep = 90
+    group = rng.integers(0, 15, size=n_ep).astype(str)
+    lengths = rng.integers(1, 9, size=n_ep)
+    flat = rng.normal(size=lengths.sum()) * (rng.random(lengths.sum()) < 0.6)
+    ref = turn_advantages(np.zeros(n_ep), M.split_turns(flat, lengths), group, mode=mode, gamma=gamma, lam=lam,
+                          turn_norm=turn_norm)
+    got = M.signal_turn_advantages(flat, lengths, group, mode=mode, gamma=gamma, lam=lam, turn_norm=turn_norm)
+    np.testing.assert_allclose(got, np.concatenate(ref), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auc_by_position_equals_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 8, size=120)
+    y = rng.random(120) < 0.5
+    v = rng.integers(0, 3, size=lengths.sum()).astype(float)
+    v[rng.random(v.size) < 0.1] = np.nan
+    got = M.auc_by_position(v, lengths, y, max_positions=9)
+    ep, t = M.turn_positions(lengths)
+    for pos in range(9):
+        sel = (t == pos) & np.isfinite(v)
+        yy = y[ep[sel]]
+        if yy.any() and not yy.all():
+            assert got[pos] == pytest.approx(roc_auc_score(yy, v[sel]), abs=1e-12)
+        else:
+            assert np.isnan(got[pos])

@@ -107,9 +107,9 @@ def test_hand_episode_python(store):
     got = episode_signals(ep, CAT)
     for name, expected in EXPECTED.items():
         assert got[name] == [None if e is None else float(e) for e in expected], name
-    # turn_tokens: words and punctuation of message text and tool call
-    assert got["turn_tokens"][11] == 4.0  # "Done" "," "goodbye" "!" (+ no call)
-    assert got["turn_tokens"][0] == len(["get_user_details", "{", '"', "user_id", '"', ":", '"', "u1", '"', "}"])
+    # turn_tokens: ceil(characters / 4) of message text and tool call (name + canonical JSON arguments)
+    assert got["turn_tokens"][11] == 4.0  # "Done, goodbye!" is 14 characters
+    assert got["turn_tokens"][0] == 8.0  # "get_user_details" + '{"user_id":"u1"}' is 32 characters
 
 
 def test_hand_episode_sql_equals_expected(store):
@@ -350,3 +350,23 @@ def test_store_values_are_numbers_or_null(store):
     v = df["value"].to_numpy(dtype=float)
     assert np.isfinite(v[~np.isnan(v)]).all()
     assert set(df["signal"]) == set(ALL)
+
+
+def test_progress_edge_cases_sql_equals_python(store):
+    recs = []
+    for i, prog in enumerate([[0.5, True, "x", 1, 1], {"a": 1}, 0.5, [0, 0.25], [1e-3, 2e-3, 0.5, 0.5, 1.0]]):
+        r = hand_episode()
+        r["episode_id"] = f"p{i}"
+        r["messages"] = r["messages"][:12]  # 5 turns
+        r["info"] = {"progress": prog}
+        recs.append(r)
+    store.add_episodes(recs, source="p")
+    compute_signals(store, ["progress"], catalogue=CAT)
+    expected = {"p0": [0.5, None, None, None, 0.0], "p1": [None] * 5, "p2": [None] * 5,
+                "p3": [0.0, 0.25, None, None, None], "p4": [1e-3, 1e-3, 0.498, 0.0, 0.5]}
+    for r in recs:
+        py = episode_signals(normalize_episode(r), CAT, ["progress"])["progress"]
+        got = _stored(store, "progress", r["episode_id"])
+        assert got == pytest.approx(py) if None not in py else got == py
+        exp = expected[r["episode_id"]]
+        assert [None if e is None else pytest.approx(e) for e in exp] == py

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from trainer.advantages import group_normalize, turn_advantages
+from trainer import advantages as _adv
+from trainer.advantages import DEFAULT_LAMBDA, group_normalize
 
 VERDICTS = ("keep", "flip", "zero")
 SIGN_MODES = ("mt_grpo", "gtpo_hybrid")
@@ -300,6 +301,47 @@ def alignment_from_advantages(turn_adv: np.ndarray, outcome_adv: np.ndarray) -> 
     return Alignment(agreement=agreement, misaligned_mass=misaligned, turns=int(keep.sum()))
 
 
+def signal_turn_advantages(
+    values: np.ndarray,
+    lengths: np.ndarray,
+    group: np.ndarray,
+    *,
+    mode: str = "gtpo_hybrid",
+    gamma: float = 0.9,
+    lam: float | None = None,
+    turn_norm: str = "index",
+    eps: float = 1e-4,
+) -> np.ndarray:
+    """Flat [N] turn advantages that a signal alone (outcome 0) produces: ``turn_advantages`` on flat data.
+
+    Same result as ``np.concatenate(turn_advantages(zeros, split_turns(values, lengths), group, ...))``
+    (a test checks it to 1e-12), built from the trainer's own ``_normalize_turns`` and
+    ``_discounted_return`` on a padded [E, T_max] matrix, without the 2 x E small arrays that the
+    list-of-arrays interface costs at 100k episodes. With R = 0 the outcome terms vanish:
+    mt_grpo: A = lam * sum_{k>=t} GN_k(r);  gtpo_hybrid: A = GN_t(sum_{k>=t} gamma^(k-t) r_k).
+    """
+    if mode not in SIGN_MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {', '.join(SIGN_MODES)}")
+    v = np.asarray(values, dtype=np.float64)  # (N,)
+    lengths = np.asarray(lengths, dtype=np.int64)  # (E,)
+    _, g = np.unique(np.asarray(group), return_inverse=True)
+    g = g.reshape(-1).astype(np.int64)  # (E,)
+    ep, t = turn_positions(lengths)
+    t_max = int(lengths.max()) if lengths.size else 0
+    r = np.zeros((lengths.size, t_max))  # (E, T_max)
+    r[ep, t] = v
+    valid = np.zeros(r.shape, dtype=bool)
+    valid[ep, t] = True
+    if mode == "mt_grpo":
+        lam = DEFAULT_LAMBDA[mode] if lam is None else float(lam)
+        z = _adv._normalize_turns(r, valid, g, turn_norm, eps)  # (E, T_max)  GN_k(r_{.,k})
+        adv = lam * np.cumsum(z[:, ::-1], axis=1)[:, ::-1]  # sum_{k>=t}
+    else:
+        returns = _adv._discounted_return(r, gamma)  # (E, T_max)  G_{i,t} with R = 0
+        adv = _adv._normalize_turns(returns, valid, g, turn_norm, eps)
+    return adv[ep, t]  # (N,)
+
+
 def sign_agreement(
     values: np.ndarray,
     lengths: np.ndarray,
@@ -314,20 +356,17 @@ def sign_agreement(
 ) -> Alignment:
     """Sign agreement and misaligned mass of a signal's turn advantage under ``mode``.
 
-    The signal's turn advantage is ``turn_advantages`` with the outcome set to 0 and the signal as
-    the only turn reward: exactly what the trainer adds for this signal on its own, minus the
-    outcome's share. (GN is scale-free, so a positive weight does not change it.) Missing values
-    (NaN) count as 0 reward, as the trainer fills them.
+    The signal's turn advantage is the trainer's ``turn_advantages`` with the outcome set to 0 and
+    the signal as the only turn reward (:func:`signal_turn_advantages`): exactly what the trainer
+    adds for this signal on its own, minus the outcome's share. (GN is scale-free, so a positive
+    weight does not change it.) Missing values (NaN) count as 0 reward, as the trainer fills them.
     """
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)  # (N,)
     lengths = np.asarray(lengths, dtype=np.int64)  # (E,)
     R = np.asarray(outcome, dtype=np.float64)  # (E,)
     _, g = np.unique(np.asarray(group), return_inverse=True)
     g = g.reshape(-1)
-    adv = turn_advantages(
-        np.zeros_like(R), split_turns(v, lengths), g, mode=mode, gamma=gamma, lam=lam, turn_norm=turn_norm, eps=eps
-    )
-    flat = np.concatenate(adv) if adv else np.zeros(0)  # (N,)
+    flat = signal_turn_advantages(v, lengths, g, mode=mode, gamma=gamma, lam=lam, turn_norm=turn_norm, eps=eps)
     outcome_adv = group_normalize(R, g, eps=eps)  # (E,) GN(R)
     return alignment_from_advantages(flat, np.repeat(outcome_adv, lengths))
 
@@ -372,15 +411,24 @@ def dead_share(values: np.ndarray, lengths: np.ndarray, labels: np.ndarray, grou
 def auc_by_position(
     values: np.ndarray, lengths: np.ndarray, labels: np.ndarray, *, max_positions: int = 10
 ) -> list[float]:
-    """Pooled AUC of the value at turn t (episodes that reach t, missing values dropped), t < max_positions."""
+    """Pooled AUC of the value at turn t (episodes that reach t, missing values dropped), t < max_positions.
+
+    One histogram over (position, value rank, label) cells gives every position's AUC at once
+    (:func:`_auc_from_cells` with positions as rows); a position without both classes is NaN.
+    """
     v = np.asarray(values, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
     ep, t = turn_positions(lengths)
-    out = []
-    for pos in range(max_positions):
-        sel = (t == pos) & np.isfinite(v)
-        out.append(auc(v[sel], y[ep[sel]]) if sel.any() else float("nan"))
-    return out
+    sel = (t < max_positions) & np.isfinite(v)
+    if max_positions <= 0:
+        return []
+    if not sel.any():
+        return [float("nan")] * max_positions
+    uniq, u = np.unique(v[sel], return_inverse=True)
+    n_u = uniq.size
+    cell = (t[sel] * n_u + u.reshape(-1)) * 2 + y[ep[sel]]  # (position, value rank, label)
+    c = np.bincount(cell, minlength=max_positions * n_u * 2).reshape(max_positions, n_u, 2)  # (P, U, 2)
+    return [float(x) for x in _auc_from_cells(c[:, :, 1], c[:, :, 0])]
 
 
 def aggregate(values: np.ndarray, lengths: np.ndarray, how: str = "mean") -> np.ndarray:

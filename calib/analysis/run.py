@@ -136,18 +136,22 @@ def load_arrays(con: duckdb.DuckDBPyConnection, signals: Sequence[str], runs: Se
     ).fetchone()[0]
     lengths = np.asarray(ep["n_turns"], dtype=np.int64)
     n = int(lengths.sum())
+    # One pass over the signals table: (signal code, flat position, value) for every wanted signal.
+    con.execute("CREATE OR REPLACE TEMP TABLE _names AS SELECT unnest(?::VARCHAR[]) AS signal, "
+                "unnest(range(?::BIGINT)) AS code", [list(signals), len(signals)])
+    rows = con.execute(
+        "SELECT n.code, e.off + s.turn_idx AS pos, s.value FROM signals s JOIN _names n USING (signal) "
+        "JOIN _ep e USING (episode_id) WHERE s.turn_idx >= 0 AND s.turn_idx < e.n_turns"
+    ).fetchnumpy()
+    code = np.asarray(rows["code"], dtype=np.int64)
+    pos = np.asarray(rows["pos"], dtype=np.int64)
+    raw = rows["value"]
+    val = np.where(np.ma.getmaskarray(raw), np.nan, np.ma.getdata(raw)).astype(np.float64)  # NULL -> NaN
     values: dict[str, np.ndarray] = {}
-    for name in signals:
-        rows = con.execute(
-            "SELECT e.off + s.turn_idx AS pos, s.value FROM signals s JOIN _ep e USING (episode_id) "
-            "WHERE s.signal = ? AND s.turn_idx >= 0 AND s.turn_idx < e.n_turns",
-            [name],
-        ).fetchnumpy()
+    for j, name in enumerate(signals):
         v = np.full(n, np.nan)
-        val = np.asarray(rows["value"], dtype=np.float64) if len(rows["pos"]) else np.zeros(0)
-        if hasattr(rows["value"], "mask"):  # NULL -> NaN
-            val = np.where(np.ma.getmaskarray(rows["value"]), np.nan, np.ma.getdata(rows["value"]).astype(np.float64))
-        v[np.asarray(rows["pos"], dtype=np.int64)] = val
+        m = code == j
+        v[pos[m]] = val[m]
         values[name] = v
     return EpisodeData(
         episode_id=np.asarray(ep["episode_id"], dtype=object),

@@ -173,23 +173,29 @@ def synthetic_records(
     seed: int = 0,
     run_id: str = "synthetic",
     iteration: int = 0,
+    chatter: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """Native episode records (DESIGN section 2) of an airline-like agent, deterministic in ``seed``.
 
     Per task, a skill level p in (0.2, 0.95) sets how likely each write is made with the right
     arguments; episodes that make every expected write correctly and no wrong write succeed. Extra
     behaviours (redundant lookups, unconfirmed writes, malformed calls, chatty messages) are drawn
-    more often in episodes that go wrong, as with real agents.
+    more often in episodes that go wrong, as with real agents. ``chatter`` adds a Poisson number
+    (this mean) of extra read-only lookups per episode (flight searches, ``think``), e.g. 3.5 for
+    about 10 turns per episode as in tau-bench airline.
     """
     rng = np.random.default_rng(seed)
     for gi in range(n_groups):
         task = _task(gi)
         skill = 0.2 + 0.75 * rng.random()
         for k in range(group_size):
-            yield _episode(task, gi, k, skill, rng, run_id, iteration)
+            yield _episode(task, gi, k, skill, rng, run_id, iteration, chatter)
 
 
-def _episode(task, gi, k, skill, rng, run_id, iteration) -> dict[str, Any]:
+_AIRPORTS = ("JFK", "SEA", "LAX", "ORD", "ATL", "DFW", "BOS", "MIA")
+
+
+def _episode(task, gi, k, skill, rng, run_id, iteration, chatter=0.0) -> dict[str, Any]:
     msgs: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a synthetic airline agent."},
         {"role": "user", "content": f"Hi, I am {task['user_id']} and I need help with {task['reservation_id']}."},
@@ -219,6 +225,13 @@ def _episode(task, gi, k, skill, rng, run_id, iteration) -> dict[str, Any]:
 
     call("get_user_details", {"user_id": task["user_id"]}, json.dumps({"user_id": task["user_id"]}))
     call("get_reservation_details", {"reservation_id": task["reservation_id"]}, '{"status": "active"}')
+    for _ in range(int(rng.poisson(chatter)) if chatter > 0 else 0):  # extra read-only lookups
+        if rng.random() < 0.3:
+            call("think", {"thought": f"check the policy for {task['reservation_id']}"}, "")
+        else:
+            a, b = rng.choice(len(_AIRPORTS), size=2, replace=False)
+            call("search_direct_flight", {"origin": _AIRPORTS[a], "destination": _AIRPORTS[b],
+                                          "date": f"2024-05-{int(rng.integers(15, 31)):02d}"}, "[]")
     if rng.random() < (0.5 if sloppy else 0.1):  # the same lookup again
         call("get_reservation_details", {"reservation_id": task["reservation_id"]}, '{"status": "active"}')
     if rng.random() < (0.4 if sloppy else 0.1):  # malformed call

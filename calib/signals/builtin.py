@@ -30,11 +30,10 @@ NEGATION_PATTERN = (
     r"(?i)(^\W*(no|nope|not|wait|hold on|stop)\b)|"
     r"(\b(don'?t|do not|not|never)\s+(proceed|go ahead|confirm|do it)\b)|(\bnot yet\b)"
 )
-TOKEN_PATTERN = r"\w+|[^\w\s]"  # a cheap, tokenizer-free length: words and punctuation marks
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for BPE tokenizers on English text and JSON
 
 _CONFIRM = re.compile(CONFIRM_PATTERN.removeprefix("(?i)"), re.IGNORECASE | re.ASCII)
 _NEGATION = re.compile(NEGATION_PATTERN.removeprefix("(?i)"), re.IGNORECASE | re.ASCII)
-_TOKEN = re.compile(TOKEN_PATTERN, re.ASCII)
 
 # name -> (version, one-line description). Bump a version when its definition changes: the store
 # keeps values per version and recomputes a signal whose version is not the current one.
@@ -48,7 +47,7 @@ BUILTIN_SIGNALS: dict[str, tuple[str, str]] = {
     "redundant_call": ("1", "identical call (same tool, same normalised arguments) made earlier in the episode"),
     "confirm_before_write": ("1", "write call whose preceding user message gives explicit confirmation"),
     "progress": ("1", "increase at this turn of the share of expected database changes that hold"),
-    "turn_tokens": ("1", "length of the assistant message in words and punctuation marks"),
+    "turn_tokens": ("1", "length of the assistant message (text + tool calls) in tokens, at 4 characters a token"),
 }
 
 
@@ -58,9 +57,14 @@ def is_confirmation(text: str | None) -> bool:
 
 
 def count_tokens(turn: dict[str, Any]) -> int:
-    """Words and punctuation of the message text and of its tool calls (as the SQL version)."""
-    calls = turn.get("tool_calls") or f"{turn.get('tool_name') or ''} {turn.get('tool_args') or ''}"
-    return len(_TOKEN.findall(f"{turn.get('text') or ''} {calls}"))
+    """ceil(characters / 4) of the message text and its tool calls (name + JSON arguments).
+
+    Tokenizer-free on purpose: the analysis must not depend on which model produced the rollouts,
+    and a character count is one ``length()`` in SQL.
+    """
+    calls = turn.get("tool_calls") or f"{turn.get('tool_name') or ''}{turn.get('tool_args') or ''}"
+    n = len(turn.get("text") or "") + len(calls)
+    return -(-n // CHARS_PER_TOKEN)
 
 
 def turn_calls(turn: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -79,24 +79,25 @@ def compute_signals(
             else:
                 todo[sig.name] = todo_sql
 
-        builtins = [s for s in signals if s.builtin and s.name in todo]
-        if builtins:
-            union = " UNION ".join(f"({todo[s.name]})" for s in builtins)
-            params = sel_params * len(builtins)
+        # Built-ins come out of one query; signals with the same episodes to do share it (the usual
+        # case: all of them, or all new episodes).
+        by_todo: dict[str, list[Signal]] = {}
+        for s in signals:
+            if s.builtin and s.name in todo:
+                by_todo.setdefault(todo[s.name], []).append(s)
+        for todo_sql, group in by_todo.items():
             task = progress.add_task("built-in signals", total=None) if progress is not None else None
             frame = builtin_frame(
                 con,
                 catalogue,
-                episodes_sql=union,
-                params=params,
-                on_step=(lambda msg: progress.update(task, description=f"built-in signals: {msg}"))
+                episodes_sql=todo_sql,
+                params=sel_params,
+                on_step=(lambda msg, t=task: progress.update(t, description=f"built-in signals: {msg}"))
                 if progress is not None
                 else None,
             )
-            for s in builtins:
-                ids = con.execute(todo[s.name], sel_params).df()["episode_id"]
-                part = frame if len(builtins) == 1 else frame[frame["episode_id"].isin(ids)]
-                df = part[["episode_id", "turn_idx", s.name]].rename(columns={s.name: "value"})
+            for s in group:
+                df = frame[["episode_id", "turn_idx", s.name]].rename(columns={s.name: "value"})
                 report.written[s.name] = store.write_signals(df, signal=s.name, version=report.versions[s.name])
             if progress is not None:
                 progress.update(task, total=1, completed=1, description="built-in signals")

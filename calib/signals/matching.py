@@ -67,28 +67,41 @@ def tool_schema(catalogue: ToolCatalogue | None, name: str | None) -> dict[str, 
     return None if s is None else s.get("parameters", s)
 
 
+def _parse(args: Any) -> tuple[Any, bool]:
+    """(arguments as an object, parsed?) from a dict or JSON text."""
+    if isinstance(args, str):
+        try:
+            return (json.loads(args) if args.strip() else {}), True
+        except json.JSONDecodeError:
+            return args, False
+    return args, True
+
+
+def _key(name: str | None, parsed: Any, ok: bool, catalogue: ToolCatalogue | None) -> str:
+    if not ok:
+        return f"{name}{RAW_PREFIX}{' '.join(parsed.split())}"
+    norm = normalize_value(parsed, tool_schema(catalogue, name))
+    return f"{name}\x00{json.dumps(norm, sort_keys=True, separators=(',', ':'), ensure_ascii=False)}"
+
+
+def call_facts_row(name: str | None, args: Any, catalogue: ToolCatalogue) -> tuple[str, bool]:
+    """(:func:`call_key`, :func:`schema_ok`) with the arguments parsed once."""
+    parsed, ok = _parse(args)
+    valid = ok and name is not None and not (catalogue.tool_names and not catalogue.is_known(name))
+    valid = valid and catalogue.validate_args(name, parsed) is None
+    return _key(name, parsed, ok, catalogue), valid
+
+
 def call_key(name: str | None, args: Any, catalogue: ToolCatalogue | None = None) -> str:
     """A string that is equal for two calls exactly when they are the same action.
 
     ``args`` may be a dict or JSON text (as the store keeps it); text that is not JSON is kept as
     whitespace-normalised raw text, so two identical malformed calls still compare equal.
     """
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            return f"{name}{RAW_PREFIX}{' '.join(args.split())}"
-    norm = normalize_value(args, tool_schema(catalogue, name))
-    return f"{name}\x00{json.dumps(norm, sort_keys=True, separators=(',', ':'), ensure_ascii=False)}"
+    parsed, ok = _parse(args)
+    return _key(name, parsed, ok, catalogue)
 
 
 def schema_ok(name: str | None, args: Any, catalogue: ToolCatalogue) -> bool:
     """Parseable arguments of a known tool that fit its schema (what ``valid_call`` rewards)."""
-    if name is None or (catalogue.tool_names and not catalogue.is_known(name)):
-        return False
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            return False
-    return catalogue.validate_args(name, args) is None
+    return call_facts_row(name, args, catalogue)[1]

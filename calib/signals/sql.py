@@ -14,9 +14,20 @@ from collections.abc import Callable
 import duckdb
 import pandas as pd
 
-from calib.signals.builtin import CONFIRM_PATTERN, NEGATION_PATTERN, TOKEN_PATTERN
-from calib.signals.matching import call_key, schema_ok
+from calib.signals.builtin import CHARS_PER_TOKEN, CONFIRM_PATTERN, NEGATION_PATTERN
+from calib.signals.matching import call_facts_row
 from calib.tools import ToolCatalogue
+
+_TURNS_SQL = """
+CREATE OR REPLACE TEMP TABLE _t AS
+SELECT t.episode_id, t.turn_idx, t.kind, t.tool_name, t.tool_args, t.n_tool_calls, t.tool_calls, t.tool_error,
+       length(coalesce(t.text, '')) + coalesce(length(t.tool_calls),
+           length(coalesce(t.tool_name, '')) + length(coalesce(t.tool_args, ''))) AS n_chars,
+       regexp_matches(coalesce(t.observation, ''), '^\\s*(error|Error|ERROR)') AS error_obs,
+       regexp_matches(coalesce(t.prev_user_text, ''), $confirm)
+           AND NOT regexp_matches(coalesce(t.prev_user_text, ''), $negation) AS confirmed
+FROM turns t JOIN _e USING (episode_id)
+"""
 
 _CALLS_SQL = """
 CREATE OR REPLACE TEMP TABLE _calls AS
@@ -61,11 +72,9 @@ WITH c AS (
            bool_or(coalesce(w, false)) AS has_write, bool_or(w = false) AS has_read
     FROM per_call GROUP BY ALL
 ), prog AS (
-    SELECT t.episode_id, t.turn_idx,
-           json_extract(e.info, '$.progress[' || t.turn_idx || ']') AS cur,
-           CASE WHEN t.turn_idx = 0 THEN '0'::JSON
-                ELSE json_extract(e.info, '$.progress[' || (t.turn_idx - 1) || ']') END AS prev
-    FROM _t t JOIN _e e USING (episode_id)
+    SELECT t.episode_id, t.turn_idx, json_extract(e.progress, t.turn_idx::BIGINT) AS cur,
+           CASE WHEN t.turn_idx = 0 THEN '0'::JSON ELSE json_extract(e.progress, t.turn_idx::BIGINT - 1) END AS prev
+    FROM _t t JOIN _e e USING (episode_id) WHERE e.progress IS NOT NULL
 )
 SELECT t.episode_id, t.turn_idx,
        CASE WHEN e.has_exp THEN coalesce(p.gold, false)::DOUBLE END AS gold_match,
@@ -73,23 +82,18 @@ SELECT t.episode_id, t.turn_idx,
        coalesce(p.has_read, false)::DOUBLE AS read_only,
        coalesce(p.write_not_gold, false)::DOUBLE AS state_change,
        (t.kind = 'invalid' OR coalesce(t.tool_error, false)
-        OR (t.kind = 'tool_call' AND (NOT coalesce(p.all_ok, false)
-            OR regexp_matches(coalesce(t.observation, ''), '^\\s*(error|Error|ERROR)'))))::DOUBLE AS tool_error,
+        OR (t.kind = 'tool_call' AND (NOT coalesce(p.all_ok, false) OR t.error_obs)))::DOUBLE AS tool_error,
        (t.kind = 'tool_call' AND coalesce(p.all_ok, false))::DOUBLE AS valid_call,
        coalesce(p.redundant, false)::DOUBLE AS redundant_call,
-       (coalesce(p.has_write, false) AND regexp_matches(coalesce(t.prev_user_text, ''), $confirm)
-        AND NOT regexp_matches(coalesce(t.prev_user_text, ''), $negation))::DOUBLE AS confirm_before_write,
+       (coalesce(p.has_write, false) AND t.confirmed)::DOUBLE AS confirm_before_write,
        CASE WHEN json_type(g.cur) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')
              AND json_type(g.prev) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')
             THEN g.cur::DOUBLE - g.prev::DOUBLE END AS progress,
-       len(regexp_extract_all(coalesce(t.text, '') || ' ' ||
-           coalesce(t.tool_calls, coalesce(t.tool_name, '') || ' ' || coalesce(t.tool_args, '')), $token))::DOUBLE
-           AS turn_tokens
+       ceil(t.n_chars / $chars_per_token)::DOUBLE AS turn_tokens
 FROM _t t
 JOIN _e e USING (episode_id)
 LEFT JOIN per_turn p USING (episode_id, turn_idx)
 LEFT JOIN prog g USING (episode_id, turn_idx)
-ORDER BY t.episode_id, t.turn_idx
 """
 
 
@@ -98,12 +102,13 @@ def call_facts(pairs: pd.DataFrame, catalogue: ToolCatalogue) -> pd.DataFrame:
     names = pairs["name"].tolist()
     args = pairs["args"].tolist()
     write = {n: catalogue.is_write(n) for n in set(names)}
+    facts = [call_facts_row(n, a, catalogue) for n, a in zip(names, args)]
     return pd.DataFrame(
         {
             "name": names,
             "args": args,
-            "key": [call_key(n, a, catalogue) for n, a in zip(names, args)],
-            "ok": [schema_ok(n, a, catalogue) for n, a in zip(names, args)],
+            "key": [k for k, _ in facts],
+            "ok": [ok for _, ok in facts],
             "w": pd.array([write[n] for n in names], dtype="boolean"),
         }
     )
@@ -125,12 +130,15 @@ def builtin_frame(
     step = on_step or (lambda _msg: None)
     step("selecting turns")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _e AS SELECT episode_id, info, expected_actions, "
-        "coalesce(json_array_length(expected_actions), 0) > 0 AS has_exp FROM episodes "
-        f"WHERE episode_id IN ({episodes_sql})",
+        "CREATE OR REPLACE TEMP TABLE _e AS SELECT episode_id, expected_actions, "
+        "coalesce(json_array_length(expected_actions), 0) > 0 AS has_exp, "
+        # info["progress"] cut out once per episode, so each turn parses a short array, not all of info
+        "CASE WHEN json_type(info, '$.progress') = 'ARRAY' THEN json_extract(info, '$.progress') END AS progress "
+        f"FROM episodes WHERE episode_id IN ({episodes_sql})",
         params or [],
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _t AS SELECT t.* FROM turns t JOIN _e USING (episode_id)")
+    # Only what the signals read: the long text columns are reduced to their features here.
+    con.execute(_TURNS_SQL.replace("$confirm", _sql_str(CONFIRM_PATTERN)).replace("$negation", _sql_str(NEGATION_PATTERN)))
     con.execute(_CALLS_SQL)
     con.execute(_EXPECTED_SQL)
     step("normalising tool calls")
@@ -143,12 +151,7 @@ def builtin_frame(
     con.execute("CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM _facts_df")
     con.unregister("_facts_df")
     step("computing signals")
-    sql = (
-        _SIGNALS_SQL.replace("$confirm", _sql_str(CONFIRM_PATTERN))
-        .replace("$negation", _sql_str(NEGATION_PATTERN))
-        .replace("$token", _sql_str(TOKEN_PATTERN))
-    )
-    return con.execute(sql).df()
+    return con.execute(_SIGNALS_SQL.replace("$chars_per_token", f"{CHARS_PER_TOKEN:.1f}")).df()
 
 
 def _sql_str(s: str) -> str:
