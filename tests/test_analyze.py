@@ -283,3 +283,19 @@ def test_cli_html_writes_the_report(synthetic_store, tmp_path):
     assert res.exit_code == 0, res.output
     html = (tmp_path / "report.html").read_text()
     assert "gold_match" in html and (tmp_path / "analysis.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_quick_runs_and_reports_figures():
+    import subprocess
+
+    root = Path(__file__).parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "analyze.py"), "--quick"], check=False,
+                          capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    figures = {ln["figure"]: ln for ln in lines}
+    assert set(figures) == {"seconds_100k", "speedup_vs_pandas"}
+    assert all(ln["bench"] == "analyze" and isinstance(ln["value"], float) for ln in lines)
+    assert figures["speedup_vs_pandas"]["details"]["max_abs_diff"] < 1e-9
