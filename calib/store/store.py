@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -270,13 +271,15 @@ class Store:
             raise StoreError(f"invalid signal name {signal!r}")
         vdir = self.path / "signals" / signal / str(version)
         vdir.mkdir(parents=True, exist_ok=True)
+        # from_pandas=True turns NaN into NULL, so "no value at this turn" is SQL NULL (count(value)
+        # skips it), and converts columns without a Python loop.
         tbl = pa.table(
             {
-                "episode_id": pa.array(df["episode_id"].astype(str).tolist(), pa.string()),
+                "episode_id": pa.array(df["episode_id"].astype(str), pa.string(), from_pandas=True),
                 "turn_idx": pa.array(df["turn_idx"].astype("int32").to_numpy(), pa.int32()),
-                "signal": pa.array([signal] * len(df), pa.string()),
-                "value": pa.array(pd.to_numeric(df["value"], errors="coerce").astype("float64").to_numpy(),
-                                  pa.float64()),
+                "signal": pa.array(np.full(len(df), signal, dtype=object), pa.string()),
+                "value": pa.array(pd.to_numeric(df["value"], errors="coerce").astype("float64"), pa.float64(),
+                                  from_pandas=True),
             },
             schema=schema.SIGNALS,
         )
