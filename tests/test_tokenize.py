@@ -216,3 +216,20 @@ def test_templates_that_rewrite_history_are_rejected(tok):
 def test_episode_without_assistant_turns(tok):
     et = tokenize_episode(tok, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
     assert et.completion_ids == [] and et.spans == [] and et.prompt_ids
+
+
+def test_stopped_flags_without_ids(tok):
+    # Rebuilding from a store: no token ids, only whether each generation ended with end-of-turn.
+    msgs = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U"},
+        {"role": "assistant", "content": "cut off mid"},
+        {"role": "user", "content": "V"},
+        {"role": "assistant", "content": "Bye"},
+    ]
+    et = tokenize_episode(tok, msgs, stopped=[False, True])
+    (s0, e0), (s1, e1) = et.spans
+    assert tok.decode(et.completion_ids[s0:e0]) == "cut off mid"
+    assert tok.decode(et.completion_ids[s1:e1]) == "Bye" + tok.eos_token
+    # The template's end-of-turn token after the cut-off turn is context, not a trained token.
+    assert et.completion_ids[e0] == tok.eos_token_id and et.env_mask[e0] == 0

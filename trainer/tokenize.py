@@ -140,23 +140,27 @@ def tokenize_episode(
     tools: list[dict[str, Any]] | None = None,
     raw_texts: Sequence[str] | None = None,
     generated_ids: Sequence[Sequence[int] | None] | None = None,
+    stopped: Sequence[bool] | None = None,
     to_template: ToTemplate | None = None,
 ) -> EpisodeTokens:
     """Tokenise an episode once and map each assistant turn to its token span.
 
     ``raw_texts[k]`` is what the model generated at turn k (default: the message re-serialised);
     ``generated_ids[k]`` the sampled token ids of that turn, spliced into its span when given. A
-    turn's span includes the end-of-turn token when the generation ended with it (always, when the
-    ids are unknown): the model must learn to stop.
+    turn's span includes the end-of-turn token when the generation ended with it: the model must
+    learn to stop, but a turn cut off by the token limit never produced that token. Whether it
+    did comes from ``generated_ids``, else from ``stopped[k]``, else is assumed.
     """
     n_turns = sum(1 for m in messages if m.get("role") == "assistant")
     eos_ids = _eos_ids(tokenizer)
-    eos_flags = [
-        True
-        if generated_ids is None or k >= len(generated_ids) or not generated_ids[k]
-        else int(generated_ids[k][-1]) in eos_ids
-        for k in range(n_turns)
-    ]
+    eos_flags = []
+    for k in range(n_turns):
+        if generated_ids is not None and k < len(generated_ids) and generated_ids[k]:
+            eos_flags.append(int(generated_ids[k][-1]) in eos_ids)
+        elif stopped is not None and k < len(stopped):
+            eos_flags.append(bool(stopped[k]))
+        else:
+            eos_flags.append(True)
     to_template = to_template or default_to_template(tokenizer)
     tmsgs, ttools = to_template(training_messages(messages, raw_texts), tools)
     full = _render(tokenizer, tmsgs, ttools, generation_prompt=False)

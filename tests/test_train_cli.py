@@ -1,0 +1,340 @@
+"""`calib train` end to end on SmolLM2-135M (CPU, LoRA, airline-mini, scripted user), and kill -9 + --resume.
+
+Budget (each shrunk setting says why): 2 tasks x 2 samples = batch 4 (two GRPO groups, the smallest
+batch with a baseline), 2 turns and 24 new tokens per turn, a one-line system prompt and two visible
+tools without descriptions (the prompt drops from ~3.3k to ~250 tokens), 1 torch thread (fastest on
+a shared 2-core machine). About 35 s a step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = """\
+version: 1
+name: cli-test
+advantage: {mode: gtpo_hybrid, gamma: 0.9, lambda: 0.3, turn_norm: index}
+outcome: {weight: 1.0}
+turn_rewards:
+  - {signal: valid_call, weight: 0.2}
+  - {signal: tool_error, weight: -0.1}
+  - {signal: turn_tokens, weight: 0.01}
+"""
+SYSTEM = "You are an airline agent. Use the tools."
+
+
+def _args(spec: Path, out: Path, store: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--spec",
+        str(spec),
+        "--model",
+        "tiny",
+        "--output-dir",
+        str(out),
+        "--store",
+        str(store),
+        "--tasks",
+        "airline-mini/0,airline-mini/1",
+        "--samples-per-task",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-turns",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+        "--learning-rate",
+        "1e-4",
+        "--system-prompt",
+        SYSTEM,
+        "--tool-detail",
+        "compact",
+        "--visible-tools",
+        "get_reservation_details,cancel_reservation",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+        "--run-id",
+        "cli",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("spec") / "spec.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_ready():
+    from calib.errors import CalibError
+    from calib.models import tiny_model_path
+
+    try:
+        return tiny_model_path()
+    except CalibError as e:
+        print(f"SKIP: {e}", file=sys.stderr)
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, spec_file, tiny_ready):
+    """One uninterrupted 2-step run through the CLI (in process), with a spy on the loss inputs."""
+    from calib.cli import app
+    from trainer.grpo import MultiTurnGRPOTrainer
+
+    work = tmp_path_factory.mktemp("run")
+    captured: list[dict] = []
+    orig = MultiTurnGRPOTrainer._compute_loss
+
+    def spy(self, model, inputs):
+        loss = orig(self, model, inputs)
+        captured.append(
+            {
+                "step": self.state.global_step + 1,
+                "loss": loss.item(),
+                **{
+                    k: inputs[k].detach().clone()
+                    for k in ("completion_ids", "completion_mask", "tool_mask", "advantages")
+                },
+            }
+        )
+        return loss
+
+    MultiTurnGRPOTrainer._compute_loss = spy
+    try:
+        result = CliRunner().invoke(app, _args(spec_file, work / "out", work / "store", "--json"))
+    finally:
+        MultiTurnGRPOTrainer._compute_loss = orig
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"work": work, "captured": captured, "summary": summary, "output": result.output}
+
+
+def _expected_advantages(store_dir: Path, step: int, tok) -> dict[str, np.ndarray]:
+    """Token advantages of a step recomputed from the store alone: signals by calib's SQL path,
+    advantages by trainer.advantages, spans by trainer.tokenize. Keyed by the completion text."""
+    import yaml
+
+    from calib.envs import load_domain
+    from calib.hf_chat import HFChatModel
+    from calib.signals.compute import compute_signals
+    from calib.spec import RewardSpec
+    from calib.store import Store
+    from trainer.advantages import expand_to_tokens, turn_advantages
+    from trainer.policy import PromptView, TrainingPolicy
+    from trainer.tokenize import tokenize_episode
+
+    spec = RewardSpec.from_dict(yaml.safe_load(SPEC))
+    domain = load_domain("airline-mini")
+    store = Store(store_dir, create=False)
+    compute_signals(store, [t.signal for t in spec.turn_rewards], catalogue=domain.catalogue, runs=["cli"])
+    eps = store.query(
+        "SELECT episode_id, group_id, outcome, messages, info FROM episodes "
+        "WHERE json_extract(info, '$.step')::INT = ? ORDER BY episode_id",
+        [step],
+    )
+    sig = store.query("SELECT episode_id, turn_idx, signal, value FROM signals")
+    weights = spec.turn_weights()
+    sig["w"] = sig["signal"].map(weights) * sig["value"].fillna(0.0)
+    per_turn = sig.groupby(["episode_id", "turn_idx"])["w"].sum()
+    rewards = [per_turn.loc[e].sort_index().to_numpy() for e in eps["episode_id"]]
+    adv = turn_advantages(
+        eps["outcome"].to_numpy(),
+        rewards,
+        eps["group_id"].to_numpy(),
+        mode="gtpo_hybrid",
+        gamma=0.9,
+        lam=0.3,
+        turn_norm="index",
+    )
+    policy = TrainingPolicy(
+        HFChatModel(None, tok),
+        view=PromptView(
+            system_prompt=SYSTEM,
+            tool_detail="compact",
+            visible_tools=("get_reservation_details", "cancel_reservation"),
+        ),
+    )
+    out = {}
+    for (_, row), a in zip(eps.iterrows(), adv):
+        info = json.loads(row["info"])
+        et = tokenize_episode(
+            tok,
+            json.loads(row["messages"]),
+            tools=domain.catalogue.openai_tools(),
+            raw_texts=info["raw_texts"],
+            stopped=info["stopped"],
+            to_template=policy.to_template,
+        )
+        tok_adv, _ = expand_to_tokens([a], [et.spans], len(et.completion_ids))
+        out[tok.decode(et.completion_ids)] = tok_adv[0]
+    return out
+
+
+@pytest.mark.slow
+def test_train_two_steps_lora_smollm2(trained, tiny_ready):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    work, captured = trained["work"], trained["captured"]
+    assert trained["summary"]["global_step"] == 2 and trained["summary"]["resumed_from"] is None
+    assert "step 1  loss" in trained["output"] and "step 2  loss" in trained["output"]
+    # Finite loss at both steps (TRL's log and the spy agree on which steps ran).
+    state = json.loads((work / "out" / "checkpoint-2" / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert [c["step"] for c in captured] == [1, 2]
+    # LoRA weights change: B starts at 0, moves at step 1, moves again at step 2.
+    a1 = load_file(work / "out" / "checkpoint-1" / "adapter_model.safetensors")
+    a2 = load_file(work / "out" / "adapter" / "adapter_model.safetensors")
+    b_keys = [k for k in a1 if "lora_B" in k]
+    assert b_keys and any(a1[k].abs().sum() > 0 for k in b_keys)
+    assert any(not (a1[k] == a2[k]).all() for k in b_keys)
+    # The spy: the advantages reaching the loss are trainer/advantages.py's, recomputed from the store.
+    tok = AutoTokenizer.from_pretrained(tiny_ready)
+    for cap in captured:
+        expected = _expected_advantages(work / "store", cap["step"], tok)
+        assert len(expected) == cap["advantages"].shape[0] == 4
+        for ids, cmask, tmask, adv in zip(
+            cap["completion_ids"], cap["completion_mask"], cap["tool_mask"], cap["advantages"]
+        ):
+            n = int(cmask.sum())
+            want = expected[tok.decode(ids[:n].tolist())]
+            np.testing.assert_allclose(adv[:n].numpy(), want, atol=1e-5)
+            assert (adv[n:] == 0).all() and (adv[:n][tmask[:n] == 0] == 0).all()
+        assert max(float(c.abs().max()) for c in cap["advantages"]) > 0
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 900) -> None:
+    """Until checkpoint-N's trainer_state.json (written last) parses; fail if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return
+        except (OSError, ValueError):
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"training exited ({proc.returncode}) before {ckpt.name}:\n{proc.stderr.read()}"
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"no {ckpt.name} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_kill_after_step_one_then_resume(tmp_path, spec_file, trained):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    out, store = tmp_path / "out", tmp_path / "store"
+    cmd = [str(Path(sys.executable).with_name("calib")), *_args(spec_file, out, store)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_checkpoint(proc, out / "checkpoint-1")
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "checkpoint-2" / "trainer_state.json").exists()
+
+    resumed = subprocess.run(
+        [*cmd, "--resume", "--json"], check=False, cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["global_step"] == 2 and summary["resumed_from"].endswith("checkpoint-1")
+    assert "step 2  loss" in resumed.stderr and "step 1  loss" not in resumed.stderr  # continues at step 2
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2]
+
+    # Same data order and same episodes as the uninterrupted run: step 2 plays the same tasks with
+    # the same seeds on the same weights (restored from checkpoint-1).
+    from calib.store import Store
+
+    def step_episodes(d: Path) -> dict[str, list]:
+        df = Store(d, create=False).query(
+            "SELECT episode_id, json_extract(info, '$.raw_texts') AS raw FROM episodes "
+            "WHERE json_extract(info, '$.step')::INT = 2 ORDER BY episode_id"
+        )
+        return dict(zip(df["episode_id"], df["raw"]))
+
+    assert step_episodes(store) == step_episodes(trained["work"] / "store")
+    ids = Store(store, create=False).query("SELECT json_extract(info, '$.step')::INT AS s FROM episodes")["s"]
+    assert sorted(ids.tolist()) == [1, 1, 1, 1, 2, 2, 2, 2]  # nothing written twice
+
+
+def test_cli_errors_are_one_line(tmp_path, spec_file):
+    from calib.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--spec",
+            str(tmp_path / "missing.yaml"),
+            "--model",
+            "tiny",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert r.exit_code == 2 and "no such file" in r.output and "Traceback" not in r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--spec",
+            str(spec_file),
+            "--model",
+            "tiny",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--resume",
+        ],
+    )
+    assert r.exit_code == 2 and "no complete checkpoint" in r.output
+    ck = tmp_path / "o2" / "checkpoint-3"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text("{}")
+    r = runner.invoke(
+        app, ["train", "--spec", str(spec_file), "--model", "tiny", "--output-dir", str(tmp_path / "o2")]
+    )
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--spec",
+            str(spec_file),
+            "--model",
+            "tiny",
+            "--output-dir",
+            str(tmp_path / "o3"),
+            "--samples-per-task",
+            "3",
+            "--batch-size",
+            "4",
+        ],
+    )
+    assert r.exit_code == 2 and "multiple of --samples-per-task" in r.output

@@ -1,0 +1,217 @@
+"""One training run: load the model, wrap it in LoRA, train with MultiTurnGRPOTrainer, checkpoint, resume.
+
+``calib train`` and ``calib loop`` call :func:`run_train` with a :class:`TrainJob`; nothing here parses
+options or prints tables. Resuming picks the last *complete* checkpoint (one whose
+``trainer_state.json``, written last by transformers, parses), so a run killed while writing a
+checkpoint resumes from the previous one; the step count, the optimiser, the scheduler, the RNG
+states and the position in the data order all come back from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calib.errors import CalibError, UsageError
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainJob:
+    """Everything ``calib train`` needs; defaults are the CPU-friendly ones."""
+
+    spec: Path
+    model: str
+    output_dir: Path
+    domain: str = "airline-mini"
+    user: str = "scripted"
+    store: Path | None = None
+    run_id: str | None = None  # default: the output directory's name
+    iteration: int = 0
+    tasks: str | None = None
+    samples_per_task: int = 4
+    batch_size: int | None = None  # episodes per optimiser step; default 2 groups
+    max_turns: int = 8
+    max_new_tokens: int = 256
+    max_steps: int = 100
+    save_steps: int = 10
+    learning_rate: float = 1e-5
+    lora_r: int = 8
+    lora_alpha: int | None = None  # default 2 * r
+    lora_dropout: float = 0.0
+    beta: float = 0.0
+    temperature: float = 1.0
+    seed: int = 0
+    resume: bool = False
+    system_prompt: str | None = None
+    tool_detail: str = "full"
+    visible_tools: str | None = None
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # any other MultiTurnGRPOConfig field
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    output_dir: Path
+    global_step: int
+    resumed_from: Path | None
+    log_history: list[dict[str, Any]]
+    adapter_dir: Path
+
+
+def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every checkpoint whose trainer state is readable, by step."""
+    found = []
+    if not output_dir.is_dir():
+        return found
+    for p in output_dir.iterdir():
+        m = _CHECKPOINT.match(p.name)
+        if not (m and p.is_dir()):
+            continue
+        try:
+            json.loads((p / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # interrupted while saving: not resumable
+        found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _check(job: TrainJob) -> Path | None:
+    """Validate the job before anything heavy is loaded; return the checkpoint to resume from."""
+    if not job.spec.is_file():
+        raise UsageError(f"--spec {job.spec}: no such file")
+    for name in ("max_steps", "save_steps", "samples_per_task", "max_turns", "max_new_tokens", "lora_r"):
+        if getattr(job, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(job, name)}: should be >= 1")
+    if job.samples_per_task < 2:
+        raise UsageError(
+            f"--samples-per-task {job.samples_per_task}: GRPO needs at least 2 episodes per task"
+        )
+    if job.batch_size is not None and job.batch_size % job.samples_per_task:
+        raise UsageError(
+            f"--batch-size {job.batch_size}: should be a multiple of --samples-per-task {job.samples_per_task} "
+            "(whole groups)"
+        )
+    checkpoints = complete_checkpoints(job.output_dir)
+    if job.resume:
+        if not checkpoints:
+            raise UsageError(
+                f"--resume: no complete checkpoint in {job.output_dir}; run without --resume first"
+            )
+        return checkpoints[-1][1]
+    if checkpoints:
+        raise UsageError(
+            f"--output-dir {job.output_dir} already holds checkpoints (last: {checkpoints[-1][1].name}); "
+            "pass --resume to continue, or choose another directory"
+        )
+    return None
+
+
+def build_config(job: TrainJob, *, run_id: str, cuda: bool):
+    """The MultiTurnGRPOConfig of a job (CPU: fp32, no gradient checkpointing)."""
+    from trainer.grpo import MultiTurnGRPOConfig
+
+    batch = job.batch_size or 2 * job.samples_per_task
+    kw: dict[str, Any] = {
+        "output_dir": str(job.output_dir),
+        "spec_path": str(job.spec),
+        "domain": job.domain,
+        "user": job.user,
+        "tasks": job.tasks,
+        "samples_per_task": job.samples_per_task,
+        "per_device_train_batch_size": batch,
+        "max_turns": job.max_turns,
+        "max_completion_length": job.max_new_tokens,
+        "max_steps": job.max_steps,
+        "save_strategy": "steps",
+        "save_steps": job.save_steps,
+        "learning_rate": job.learning_rate,
+        "beta": job.beta,
+        "temperature": job.temperature,
+        "seed": job.seed,
+        "data_seed": job.seed,
+        "store_dir": str(job.store) if job.store is not None else None,
+        "run_id": run_id,
+        "iteration": job.iteration,
+        "system_prompt": job.system_prompt,
+        "tool_detail": job.tool_detail,
+        "visible_tools": job.visible_tools,
+        "logging_steps": 1,
+        "report_to": [],
+        "disable_tqdm": True,
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "gradient_checkpointing": cuda,
+    }
+    kw.update(job.extra)
+    try:
+        return MultiTurnGRPOConfig(**kw)
+    except ValueError as e:
+        raise UsageError(f"training configuration: {e}") from None
+
+
+def run_train(job: TrainJob, *, callbacks: list | None = None) -> TrainResult:
+    """Train (or resume) and save the final LoRA adapter in ``output_dir/adapter``."""
+    resume_from = _check(job)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
+    import warnings
+
+    # transformers 5 renamed gradient_checkpointing; TRL 1.16 still uses the old name internally.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+
+    from calib.models import resolve_model
+    from calib.spec import load_spec
+    from trainer.grpo import MultiTurnGRPOTrainer
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    spec = load_spec(job.spec)  # SpecError (exit 2) names the field
+    run_id = job.run_id or job.output_dir.resolve().name
+    cuda = torch.cuda.is_available()
+    args = build_config(job, run_id=run_id, cuda=cuda)
+    path = resolve_model(job.model)
+    if not Path(path).is_dir():
+        raise UsageError(
+            f"--model {job.model}: not a local checkpoint directory (or 'tiny'); nothing is downloaded"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32)
+    lora = LoraConfig(
+        r=job.lora_r,
+        lora_alpha=job.lora_alpha or 2 * job.lora_r,
+        lora_dropout=job.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    trainer = MultiTurnGRPOTrainer(
+        model, args, processing_class=tokenizer, spec=spec, peft_config=lora, callbacks=callbacks
+    )
+    trainer.remove_callback(PrinterCallback)  # our callback prints one line per step instead of a dict
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except (ValueError, RuntimeError) as e:
+        if os.environ.get("CALIB_DEBUG"):
+            raise
+        raise CalibError(
+            f"training failed at step {trainer.state.global_step + 1}: {type(e).__name__}: {e}"
+        ) from e
+    adapter_dir = job.output_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    return TrainResult(
+        run_id=run_id,
+        output_dir=job.output_dir,
+        global_step=trainer.state.global_step,
+        resumed_from=resume_from,
+        log_history=list(trainer.state.log_history),
+        adapter_dir=adapter_dir,
+    )
