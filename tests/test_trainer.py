@@ -353,3 +353,16 @@ def test_sampler_order_depends_on_seed_and_epoch_only():
     assert list(resumed) == orders[2]
     assert orders[0] != orders[1]  # still shuffled per epoch
     assert orders[0][:4] == [orders[0][0]] * 2 + [orders[0][2]] * 2  # TRL's layout: each task twice in a row
+
+
+def test_user_simulator_options(tmp_path):
+    from trainer.grpo import MultiTurnGRPOTrainer
+
+    llm = MultiTurnGRPOTrainer._user_options(
+        _config(tmp_path, user="llm", user_base_url="http://127.0.0.1:9/v1", user_model="qwen-user")
+    )
+    assert llm["endpoint"].base_url == "http://127.0.0.1:9/v1" and llm["endpoint"].model == "qwen-user"
+    assert MultiTurnGRPOTrainer._user_options(_config(tmp_path, user="hf", user_model="tiny")) == {
+        "model": "tiny"
+    }
+    assert MultiTurnGRPOTrainer._user_options(_config(tmp_path)) == {}

@@ -63,6 +63,16 @@ class MultiTurnGRPOConfig(GRPOConfig):
             "help": "User simulator: `scripted` (deterministic), `llm` (OpenAI-compatible endpoint) or `hf`."
         },
     )
+    user_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "`llm` user: OpenAI-compatible endpoint up to /v1 (vLLM, an API); key from $OPENAI_API_KEY."
+        },
+    )
+    user_model: str | None = field(
+        default=None,
+        metadata={"help": "`llm` user: model name sent to the endpoint; `hf` user: checkpoint path."},
+    )
     tasks: str | None = field(
         default=None,
         metadata={"help": "Comma-separated task ids to train on (default: every task of the domain)."},
@@ -229,7 +239,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         if user_factory is None:
             from calib.rollout.factories import user_factory as make_user_factory
 
-            user_factory = make_user_factory(args.user, seed=args.seed)
+            user_factory = make_user_factory(args.user, seed=args.seed, **self._user_options(args))
         self.calib_user_factory = user_factory
         if store is None and args.store_dir:
             from calib.store import Store
@@ -243,6 +253,18 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             "lam": adv.lam,
             "turn_norm": adv.turn_norm,
         }
+
+    @staticmethod
+    def _user_options(args) -> dict[str, Any]:
+        """Endpoint (``llm``) or model (``hf``) of the user simulator."""
+        if args.user == "llm":
+            from calib.http import EndpointConfig
+
+            kw = {"base_url": args.user_base_url} if args.user_base_url else {}
+            return {"endpoint": EndpointConfig(**kw, model=args.user_model or "default")}
+        if args.user == "hf":
+            return {"model": args.user_model}
+        return {}
 
     def _build_policy(self) -> None:
         """The trained model as a rollout policy (generation on the unwrapped model, no grad)."""

@@ -30,6 +30,8 @@ class TrainJob:
     output_dir: Path
     domain: str = "airline-mini"
     user: str = "scripted"
+    user_base_url: str | None = None  # llm user endpoint (key from $OPENAI_API_KEY)
+    user_model: str | None = None  # llm user model name, or hf user checkpoint
     store: Path | None = None
     run_id: str | None = None  # default: the output directory's name
     iteration: int = 0
@@ -123,6 +125,8 @@ def build_config(job: TrainJob, *, run_id: str, cuda: bool):
         "spec_path": str(job.spec),
         "domain": job.domain,
         "user": job.user,
+        "user_base_url": job.user_base_url,
+        "user_model": job.user_model,
         "tasks": job.tasks,
         "samples_per_task": job.samples_per_task,
         "per_device_train_batch_size": batch,

@@ -35,6 +35,17 @@ def register(app: typer.Typer) -> None:
         user: Annotated[
             str, typer.Option("--user", help="User simulator: scripted, llm or hf.")
         ] = "scripted",
+        user_base_url: Annotated[
+            str | None,
+            typer.Option(
+                "--user-base-url",
+                help="llm user: OpenAI-compatible endpoint up to /v1 (key: $OPENAI_API_KEY).",
+            ),
+        ] = None,
+        user_model: Annotated[
+            str | None,
+            typer.Option("--user-model", help="llm user: model name; hf user: checkpoint path or 'tiny'."),
+        ] = None,
         store: StoreOpt = Path(DEFAULT_STORE),
         lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (all linear layers).")] = 8,
         max_steps: Annotated[
@@ -120,6 +131,8 @@ def register(app: typer.Typer) -> None:
             output_dir=output_dir,
             domain=domain,
             user=user,
+            user_base_url=user_base_url,
+            user_model=user_model,
             store=store,
             run_id=run_id,
             iteration=iteration,
