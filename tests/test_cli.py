@@ -43,3 +43,12 @@ def test_calib_help_does_not_import_torch():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"importing the CLI pulled in {out}"
+
+
+def test_calib_package_has_no_heavy_module_level_imports():
+    """DESIGN section 11: nothing in calib/ imports torch, transformers, trl or peft at module level."""
+    import re
+
+    pattern = re.compile(r"^(import|from) (torch|transformers|trl|peft)\b|^from trainer\.grpo", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "calib").rglob("*.py") if pattern.search(p.read_text())]
+    assert not offenders, offenders

@@ -57,7 +57,7 @@ class SyntheticFamily:
         """The policy that iteration ``it`` starts from: the one trained in ``it - 1`` (else fresh)."""
         import torch
 
-        from calib.experiment.policy import TabularPolicy
+        from trainer.experiment.policy import TabularPolicy
 
         policy = TabularPolicy(self.tasks)
         prev = self.dir / f"it{it - 1}.pt"
@@ -93,7 +93,7 @@ class SyntheticFamily:
         import torch
 
         from calib.envs.synthetic import rollout
-        from calib.experiment.train import policy_step
+        from trainer.experiment.train import policy_step
         from calib.spec import load_spec
 
         torch.manual_seed(seed)

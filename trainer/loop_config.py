@@ -40,6 +40,11 @@ class TrainSection(_Model):
     learning_rate: float = Field(1e-4, gt=0.0, description="Learning rate.")
     batch_tasks: int = Field(2, ge=1, description="hf family: tasks per step (times samples = batch).")
     max_new_tokens: int = Field(48, ge=8, description="hf family: tokens per assistant turn.")
+    system_prompt: str | None = Field(None, description="hf family: show the model this system prompt instead "
+                                      "of the domain's policy (a CPU budget knob; rollouts and training agree).")
+    tool_detail: Literal["full", "compact", "minimal"] = Field("full", description="hf family: tool schemas shown.")
+    visible_tools: list[str] | None = Field(None, description="hf family: tools shown to the model (default: all).")
+    threads: int | None = Field(None, ge=1, description="hf family: torch CPU threads.")
 
     @field_validator("learning_rate")
     @classmethod

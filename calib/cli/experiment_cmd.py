@@ -56,9 +56,9 @@ def misalignment_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from calib.errors import UsageError
-    from calib.experiment.arms import get_arms
-    from calib.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
-    from calib.experiment.report import results_section, rich_table, update_results_md, write_outputs
+    from trainer.experiment.arms import get_arms
+    from trainer.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
+    from trainer.experiment.report import results_section, rich_table, update_results_md, write_outputs
 
     console = Console(stderr=json_out)
     base = quick_config(seeds) if quick else ExperimentConfig(seeds=seeds)
@@ -88,7 +88,7 @@ def misalignment_command(
     if json_out:
         import json
 
-        from calib.experiment.report import _json_safe
+        from trainer.experiment.report import _json_safe
 
         typer.echo(json.dumps(_json_safe({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
                                           "results_md": str(target) if target else None, "seconds": seconds})))

@@ -22,10 +22,10 @@ import numpy as np
 from scipy import stats
 
 from calib.envs.synthetic import SyntheticConfig, make_tasks, rollout
-from calib.experiment.arms import ARMS, Arm
-from calib.experiment.calibrate import calibrated_spec
-from calib.experiment.policy import prior_logits, softmax_table
-from calib.experiment.train import TrainConfig, train_arm
+from trainer.experiment.arms import ARMS, Arm
+from trainer.experiment.calibrate import calibrated_spec
+from trainer.experiment.policy import prior_logits, softmax_table
+from trainer.experiment.train import TrainConfig, train_arm
 from calib.spec import RewardSpec
 
 
@@ -139,7 +139,7 @@ def run_experiment(
     """Run every seed and arm; returns config, per-seed results, calibrated specs, summary and curves."""
     import torch
 
-    from calib.experiment.arms import get_arms
+    from trainer.experiment.arms import get_arms
 
     arms = get_arms(list(cfg.arms))
     names = [a.name for a in arms]

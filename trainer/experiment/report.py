@@ -1,7 +1,7 @@
 """Outputs of the misalignment experiment: the table (console and Markdown), the learning-curve
 figure, ``results.json``, the calibrated specs, and the experiment's section of ``docs/results.md``.
 
-I/O lives here and in the CLI; the numbers come from :mod:`calib.experiment.misalignment`.
+I/O lives here and in the CLI; the numbers come from :mod:`trainer.experiment.misalignment`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from calib.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
+from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 from calib.spec import save_spec
 
 SECTION = "## Synthetic testbed: the misalignment experiment"

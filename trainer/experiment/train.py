@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
-from calib.experiment.policy import TabularPolicy
+from trainer.experiment.policy import TabularPolicy
 from calib.spec import RewardSpec
 from trainer.advantages import turn_advantages
 
