@@ -90,6 +90,7 @@ def summary(con: duckdb.DuckDBPyConnection, *, pass_k: int = 8) -> dict[str, Any
         """
         SELECT count(*) AS n, count(*) FILTER (WHERE success) AS c FROM ep WHERE status <> 'error'
         GROUP BY run_id, iteration, task_id
+        ORDER BY run_id, iteration, task_id  -- a fixed order: the mean over tasks must not depend on threads
         """
     ).df()
     runs = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM ep ORDER BY 1").fetchall()]
