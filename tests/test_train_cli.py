@@ -125,6 +125,9 @@ def trained(tmp_path_factory, spec_file, tiny_ready):
         result = CliRunner().invoke(app, _args(spec_file, work / "out", work / "store", "--json"))
     finally:
         MultiTurnGRPOTrainer._compute_loss = orig
+        import gc
+
+        gc.collect()  # give the model's memory back before the subprocess runs (~5 GB each)
     assert result.exit_code == 0, result.output + repr(result.exception)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return {"work": work, "captured": captured, "summary": summary, "output": result.output}

@@ -169,4 +169,5 @@ def register(app: typer.Typer) -> None:
                 f"trained run [bold]{result.run_id}[/] to step {result.global_step}{where}; "
                 f"adapter in {result.adapter_dir}; episodes in {job.store}",
                 highlight=False,
+                soft_wrap=True,
             )
