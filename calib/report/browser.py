@@ -127,7 +127,9 @@ class Page:
         if full_page:
             metrics["height"] = min(int(self.evaluate("document.documentElement.scrollHeight") or 900), max_height)
             self.send("Emulation.setDeviceMetricsOverride", metrics)
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})["data"]
+        # Software rendering of a tall page on a busy 2-core machine can take well over 30 s.
+        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
+                         timeout=180.0)["data"]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
