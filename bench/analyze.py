@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import add_store_args, build_store
 
 
 def _baseline_group_auc(df, names: list[str]):
@@ -62,38 +65,25 @@ def _baseline_group_auc(df, names: list[str]):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--episodes", type=int, default=100_000)
-    ap.add_argument("--group-size", type=int, default=8)
-    ap.add_argument("--chatter", type=float, default=3.5, help="extra read-only lookups per episode (~10 turns)")
     ap.add_argument("--baseline-groups", type=int, default=300, help="groups the pandas baseline is timed on")
     ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--quick", action="store_true", help="2,000 episodes (for tests)")
-    ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the store here and keep it")
+    add_store_args(ap)
     args = ap.parse_args()
 
     import pandas as pd
 
     from calib.analysis import metrics as M
     from calib.analysis.run import AnalysisConfig, analyze_store, load_arrays
-    from calib.analysis.synthetic import synthetic_records
     from calib.signals import BUILTIN_SIGNALS
     from calib.signals.compute import compute_signals
-    from calib.store import Store
 
-    n_eps = 2_000 if args.quick else args.episodes
     if args.quick:
         args.baseline_groups = min(args.baseline_groups, 40)
-    n_groups = max(1, n_eps // args.group_size)
     names = list(BUILTIN_SIGNALS)
     work = args.keep or Path(tempfile.mkdtemp(prefix="calib-bench-analyze-"))
     try:
         # ---- setup: a store of synthetic airline-like episodes (not timed as part of the figure)
-        t0 = time.perf_counter()
-        store = Store(work / "store")
-        if store.count("episodes") == 0:
-            store.add_episodes(synthetic_records(n_groups, args.group_size, seed=0, chatter=args.chatter),
-                               source="bench")
-        setup_s = time.perf_counter() - t0
+        store, n_eps, setup_s = build_store(work, args)
         for name in names:  # a fresh measurement: drop cached signal values
             store.drop_signal(name)
         n_turns = store.count("turns")

@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import add_store_args, build_store
 
 
 def _naive_bytes(store, n_sample: int) -> tuple[float, float, int]:
@@ -54,20 +57,14 @@ def _naive_bytes(store, n_sample: int) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--episodes", type=int, default=100_000)
-    ap.add_argument("--group-size", type=int, default=8)
-    ap.add_argument("--chatter", type=float, default=3.5, help="extra read-only lookups per episode (~10 turns)")
     ap.add_argument("--naive-sample", type=int, default=2000, help="episodes the naive page is rendered on")
-    ap.add_argument("--quick", action="store_true", help="2,000 episodes (for tests)")
-    ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the store here and keep it")
+    add_store_args(ap)
     args = ap.parse_args()
 
     from calib.analysis.propose import propose_spec, write_outputs
     from calib.analysis.run import AnalysisConfig, analyze_store
-    from calib.analysis.synthetic import synthetic_records
     from calib.signals import BUILTIN_SIGNALS
     from calib.signals.compute import compute_signals
-    from calib.store import Store
 
     n_eps = 2_000 if args.quick else args.episodes
     if args.quick:
@@ -77,12 +74,7 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="calib-bench-report-"))
     try:
         # ---- setup (not part of the figures): store, signals, analysis.json
-        t0 = time.perf_counter()
-        store = Store(work / "store")
-        if store.count("episodes") == 0:
-            store.add_episodes(synthetic_records(n_groups, args.group_size, seed=0, chatter=args.chatter),
-                               source="bench")
-        ingest_s = time.perf_counter() - t0
+        store, _, ingest_s = build_store(work, args)
         t0 = time.perf_counter()
         compute_signals(store, names)
         cfg = AnalysisConfig(seed=0)

@@ -24,7 +24,7 @@ def main() -> int:
             continue
         print(f"== {script.name} {' '.join(extra)}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script), *extra], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, str(script), *extra], check=False, capture_output=True, text=True)
         sys.stdout.write(proc.stdout)
         if proc.returncode != 0:
             sys.stdout.write(proc.stderr[-3000:])
@@ -43,7 +43,7 @@ def main() -> int:
     for r in rows:
         v = r.get("value")
         vs = f"{v:,.3g}" if isinstance(v, (int, float)) else str(v)
-        print(f"{r.get('bench', '?'):<12}{r.get('figure', '?'):<28}{vs:>12}  {str(r.get('goal', '')):<22}"
+        print(f"{r.get('bench', '?'):<12}{r.get('figure', '?'):<28}{vs:>12}  {r.get('goal', '')!s:<22}"
               f"{'yes' if r.get('met') else 'NO':<5}")
     for name in failed:
         print(f"{name}: FAILED")

@@ -316,9 +316,7 @@ def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dic
             args = first["arguments"] if first else None
             tool_error = invalid
             if first is not None and not invalid:
-                if catalogue.tool_names and not catalogue.is_known(name):
-                    tool_error = True
-                elif catalogue.validate_args(name, args) is not None:
+                if catalogue.tool_names and not catalogue.is_known(name) or catalogue.validate_args(name, args) is not None:
                     tool_error = True
             cur = {
                 "episode_id": eid,

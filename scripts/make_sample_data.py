@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calib.policies.oracle import OracleConfig  # noqa: E402
-from calib.rollout.factories import make_policy  # noqa: E402
-from calib.rollout.runner import run_rollouts, strip_private  # noqa: E402
+from calib.policies.oracle import OracleConfig
+from calib.rollout.factories import make_policy
+from calib.rollout.runner import run_rollouts, strip_private
 
 
 def main() -> None:
@@ -26,8 +26,7 @@ def main() -> None:
     episodes = run_rollouts("airline-mini", policy, "scripted", "all", samples=4, max_turns=20,
                             run_id="sample", seed=7, concurrency=8)
     with open(out, "w", encoding="utf-8") as f:
-        for ep in episodes:
-            f.write(json.dumps(strip_private(ep), ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(strip_private(ep), ensure_ascii=False) + "\n" for ep in episodes)
     ok = sum(1 for e in episodes if e.get("success"))
     print(f"wrote {out}: {len(episodes)} episodes, {ok} successes")
 

@@ -18,7 +18,7 @@ SCRIPTS = sorted(p for p in BENCH.glob("*.py") if p.name != "run_all.py" and not
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_bench_quick(script: Path):
-    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(script), "--quick"], check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{") and '"bench"' in line]
     assert figures, f"{script.name} printed no figure line"
@@ -38,11 +38,11 @@ def test_run_all_tabulates(tmp_path: Path):
         "import json\nprint('human table')\n"
         "print(json.dumps({'bench': 'fake', 'figure': 'speedup', 'value': 3.5, 'goal': '>= 2', 'met': True}))\n"
     )
-    proc = subprocess.run([sys.executable, str(tmp_path / "run_all.py"), "--quick"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(tmp_path / "run_all.py"), "--quick"], check=False, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = proc.stdout.strip().splitlines()[-1].split()
     assert last[:3] == ["fake", "speedup", "3.5"] and last[-1] == "yes"
     (tmp_path / "broken.py").write_text("raise SystemExit(3)\n")
-    proc = subprocess.run([sys.executable, str(tmp_path / "run_all.py")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(tmp_path / "run_all.py")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "broken.py: FAILED" in proc.stdout

@@ -49,6 +49,6 @@ def test_calib_package_has_no_heavy_module_level_imports():
     """DESIGN section 11: nothing in calib/ imports torch, transformers, trl or peft at module level."""
     import re
 
-    pattern = re.compile(r"^(import|from) (torch|transformers|trl|peft)\b|^from trainer\.grpo", re.M)
+    pattern = re.compile(r"^(import|from) (torch|transformers|trl|peft)\b|^from trainer\.grpo", re.MULTILINE)
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "calib").rglob("*.py") if pattern.search(p.read_text())]
     assert not offenders, offenders

@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 from calib.analysis.run import AnalysisConfig
 from calib.cli import app
 from calib.envs.synthetic import SIGNALS, SyntheticConfig, make_tasks, rollout
+from calib.spec import load_spec, save_spec
+from trainer.advantages import group_normalize
 from trainer.experiment.arms import ARM_NAMES, NAIVE_SIGNALS, get_arms
 from trainer.experiment.calibrate import analyze_batch, calibrated_spec
 from trainer.experiment.misalignment import ExperimentConfig, mean_ci, quick_config, run_experiment
 from trainer.experiment.policy import TabularPolicy, prior_logits, softmax_table
 from trainer.experiment.report import SECTION, update_results_md
 from trainer.experiment.train import TrainConfig, batch_advantages, policy_step, train_arm
-from calib.spec import load_spec, save_spec
-from trainer.advantages import group_normalize
 
 CFG = SyntheticConfig(n_tasks=12)
 

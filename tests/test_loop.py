@@ -84,7 +84,7 @@ def test_killed_loop_resumes_without_repeating_stages(tmp_path: Path):
     cfg_path = _config(tmp_path, SYNTHETIC)
     env = {**os.environ, "CALIB_LOOP_CRASH_AFTER": "1:analyze"}
     proc = subprocess.run([sys.executable, "-m", "calib", "loop", "--config", str(cfg_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+                          check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL, as a real crash
     state = json.loads((tmp_path / "work" / "loop_state.json").read_text())["stages"]
     assert set(state["0"]) == {"rollout", "analyze", "spec", "train", "eval", "record"}

@@ -93,8 +93,8 @@ class SyntheticFamily:
         import torch
 
         from calib.envs.synthetic import rollout
-        from trainer.experiment.train import policy_step
         from calib.spec import load_spec
+        from trainer.experiment.train import policy_step
 
         torch.manual_seed(seed)
         spec = load_spec(spec_path)

@@ -99,31 +99,37 @@ def run_loop(cfg: LoopConfig, *, log: Callable[[str], None] = print) -> LoopResu
     ran: list[str] = []
 
     for it in range(cfg.iterations):
-        it_dir = work / f"it{it}"
-        it_dir.mkdir(exist_ok=True)
-        run_id = cfg.run_id(it)
-
-        def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-            prev = state.done(it, name)
-            if prev is not None:
-                return prev
-            log(f"[iteration {it}] {name}")
-            result = fn()
-            state.mark(it, name, result)
-            ran.append(f"{it}:{name}")
-            return state.done(it, name)
-
-        roll = stage("rollout", lambda: family.rollout(it, run_id, store, seed=cfg.seed + 1000 * it))
-        analysis = stage("analyze", lambda: _analyze(cfg, store, run_id, it_dir, _spec_path(work, it - 1)))
-        spec = stage("spec", lambda: _accept_spec(cfg, it_dir, analysis, log))
-        trained = stage("train", lambda: family.train(it, Path(spec["spec"]), store, seed=cfg.seed + 1000 * it + 1))
-        ev = stage("eval", lambda: family.evaluate(it, cfg.run_id(it, "eval"), store, seed=cfg.seed + 1000 * it + 2))
-        stage("record", lambda: _record(cfg, store, it, roll, analysis, spec, trained, ev))
+        _run_iteration(cfg, it, work, store, state, family, log, ran)
 
     history = store.read_table(HISTORY_TABLE)
     if history is None:
         history = pd.DataFrame()
     return LoopResult(workdir=work, store=store.path, history=history, ran=ran)
+
+
+def _run_iteration(cfg: LoopConfig, it: int, work: Path, store: Store, state: LoopState, family: Any,
+                   log: Callable[[str], None], ran: list[str]) -> None:
+    """The six stages of iteration ``it``; a stage already recorded in ``state`` is skipped."""
+    it_dir = work / f"it{it}"
+    it_dir.mkdir(exist_ok=True)
+    run_id = cfg.run_id(it)
+    seed = cfg.seed + 1000 * it
+
+    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        prev = state.done(it, name)
+        if prev is not None:
+            return prev
+        log(f"[iteration {it}] {name}")
+        state.mark(it, name, fn())
+        ran.append(f"{it}:{name}")
+        return state.done(it, name)
+
+    roll = stage("rollout", lambda: family.rollout(it, run_id, store, seed=seed))
+    analysis = stage("analyze", lambda: _analyze(cfg, store, run_id, it_dir, _spec_path(work, it - 1)))
+    spec = stage("spec", lambda: _accept_spec(cfg, it_dir, analysis, log))
+    trained = stage("train", lambda: family.train(it, Path(spec["spec"]), store, seed=seed + 1))
+    ev = stage("eval", lambda: family.evaluate(it, cfg.run_id(it, "eval"), store, seed=seed + 2))
+    stage("record", lambda: _record(cfg, store, it, roll, analysis, spec, trained, ev))
 
 
 def _spec_path(work: Path, it: int) -> Path | None:

@@ -23,7 +23,7 @@ err_console = Console(stderr=True)
 class CalibGroup(TyperGroup):
     """Root group: turns known errors into one red line and an exit code (no traceback)."""
 
-    def invoke(self, ctx):  # noqa: ANN001 - typer's vendored click.Context
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CalibError as e:

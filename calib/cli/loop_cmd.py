@@ -39,10 +39,11 @@ def loop(
     for c in ("iteration", "spec", "weights", "rollout success", "eval success", "trained"):
         t.add_column(c)
     import json
+    import math
 
     for row in h.to_dict("records"):
         w = {k: v for k, v in json.loads(row["weights"]).items() if v}
-        fmt = lambda x: "-" if x is None or x != x else f"{x:.1%}"  # noqa: E731
+        fmt = lambda x: "-" if x is None or x != x else f"{x:.1%}"
         t.add_row(str(row["iteration"]), row["spec_name"], ", ".join(f"{k} {v:+.2f}" for k, v in w.items()) or "-",
                   fmt(row["rollout_success"]), fmt(row["eval_success"]), "yes" if row["trained"] else "no")
     console.print(t)

@@ -20,7 +20,7 @@ from calib.tools import ToolCatalogue
 
 FORMATS = ("auto", "native", "taubench", "chat")
 
-__all__ = ["FORMATS", "ingest_file", "ingest_paths", "taubench_to_native", "chat_to_native"]
+__all__ = ["FORMATS", "chat_to_native", "ingest_file", "ingest_paths", "taubench_to_native"]
 
 
 def _records(path: Path, fmt: str, run_id: str) -> Iterator[tuple[int, Any, str | None, Any]]:
@@ -29,10 +29,10 @@ def _records(path: Path, fmt: str, run_id: str) -> Iterator[tuple[int, Any, str 
         with open(path, "rb") as f:
             first = f.read(4096).lstrip()[:1]
         items = iter_json_array(path) if first in (b"[", b"") else iter_jsonl(path)
-        convert: Callable[[Any], dict[str, Any]] | None = lambda r: taubench_to_native(r, run_id=run_id)  # noqa: E731
+        convert: Callable[[Any], dict[str, Any]] | None = lambda r: taubench_to_native(r, run_id=run_id)
     elif fmt == "chat":
         items = iter_jsonl(path)
-        convert = lambda r: chat_to_native(r, run_id=run_id)  # noqa: E731
+        convert = lambda r: chat_to_native(r, run_id=run_id)
     else:
         items = iter_jsonl(path)
         convert = None

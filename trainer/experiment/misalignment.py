@@ -22,11 +22,11 @@ import numpy as np
 from scipy import stats
 
 from calib.envs.synthetic import SyntheticConfig, make_tasks, rollout
+from calib.spec import RewardSpec
 from trainer.experiment.arms import ARMS, Arm
 from trainer.experiment.calibrate import calibrated_spec
 from trainer.experiment.policy import prior_logits, softmax_table
 from trainer.experiment.train import TrainConfig, train_arm
-from calib.spec import RewardSpec
 
 
 @dataclass(frozen=True)

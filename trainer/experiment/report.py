@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 from calib.spec import save_spec
+from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 
 SECTION = "## Synthetic testbed: the misalignment experiment"
 FIGURE = "misalignment_curves"

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
-from trainer.experiment.policy import TabularPolicy
 from calib.spec import RewardSpec
 from trainer.advantages import turn_advantages
+from trainer.experiment.policy import TabularPolicy
 
 
 @dataclass(frozen=True)

@@ -12,46 +12,24 @@ import asyncio
 import random
 from typing import Any
 
-from calib.envs.base import STOP, Task
-from calib.envs.users.llm import GREETING, build_system_prompt
+from calib.envs.users.llm import ChatUser
 
 FALLBACK = "Could you please help me with my request?"
 
 
-class HFUser:
+class HFUser(ChatUser):
     """One customer for one episode, over a shared :class:`~calib.hf_chat.HFChatModel`."""
 
     name = "hf"
 
     def __init__(self, chat: Any, *, seed: int | None = None):
+        super().__init__()
         self.chat = chat
         self.rng = random.Random(seed)
-        self.done = False
-        self.history: list[dict[str, Any]] = []
 
-    async def areset(self, task: Task) -> str:
-        self.done = False
-        self.history = [{"role": "system", "content": build_system_prompt(task)},
-                        {"role": "user", "content": GREETING}]
-        return await self._reply()
-
-    async def astep(self, agent_message: str) -> str:
-        self.history.append({"role": "user", "content": agent_message or ""})
-        return await self._reply()
-
-    async def _reply(self) -> str:
+    async def _generate(self) -> str:
         text, _, _ = await asyncio.to_thread(self.chat.generate, self.history, None, seed=self.rng.randrange(2**31))
-        text = clean_reply(text)
-        self.history.append({"role": "assistant", "content": text})
-        if STOP in text:
-            self.done = True
-        return text
-
-    def reset(self, task: Task) -> str:
-        return asyncio.run(self.areset(task))
-
-    def step(self, agent_message: str) -> str:
-        return asyncio.run(self.astep(agent_message))
+        return clean_reply(text)
 
 
 def clean_reply(text: str) -> str:

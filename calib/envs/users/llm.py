@@ -39,17 +39,19 @@ def build_system_prompt(task: Task) -> str:
     return PROMPT.format(instruction=task.instruction.strip(), stop=STOP)
 
 
-class LLMUser:
-    """One customer for one episode. Create one per episode; share the :class:`ChatClient`."""
+class ChatUser:
+    """A customer played by a chat model: the conversation bookkeeping shared by ``llm`` and ``hf``.
 
-    name = "llm"
+    Subclasses implement :meth:`_generate` (the model's next message for ``self.history``)."""
 
-    def __init__(self, client: Any = None, **endpoint: Any):
-        from calib.http import ChatClient, EndpointConfig
+    name = "chat"
 
-        self.client = client if client is not None else ChatClient(EndpointConfig(**endpoint))
+    def __init__(self) -> None:
         self.done = False
         self.history: list[dict[str, Any]] = []
+
+    async def _generate(self) -> str:
+        raise NotImplementedError
 
     async def areset(self, task: Task) -> str:
         self.done = False
@@ -62,11 +64,7 @@ class LLMUser:
         return await self._reply()
 
     async def _reply(self) -> str:
-        msg = await self.client.chat(self.history)
-        text = msg.get("content") or ""
-        if isinstance(text, list):
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-        text = text.strip()
+        text = await self._generate()
         self.history.append({"role": "assistant", "content": text})
         if STOP in text:
             self.done = True
@@ -78,3 +76,22 @@ class LLMUser:
 
     def step(self, agent_message: str) -> str:
         return asyncio.run(self.astep(agent_message))
+
+
+class LLMUser(ChatUser):
+    """One customer for one episode. Create one per episode; share the :class:`ChatClient`."""
+
+    name = "llm"
+
+    def __init__(self, client: Any = None, **endpoint: Any):
+        from calib.http import ChatClient, EndpointConfig
+
+        super().__init__()
+        self.client = client if client is not None else ChatClient(EndpointConfig(**endpoint))
+
+    async def _generate(self) -> str:
+        msg = await self.client.chat(self.history)
+        text = msg.get("content") or ""
+        if isinstance(text, list):
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        return text.strip()

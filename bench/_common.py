@@ -1,0 +1,30 @@
+"""Shared set-up of the benchmarks: one way to build the synthetic 100k-episode store."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_store_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--episodes", type=int, default=100_000)
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--chatter", type=float, default=3.5, help="extra read-only lookups per episode (~10 turns)")
+    ap.add_argument("--quick", action="store_true", help="2,000 episodes (for tests)")
+    ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the store here and keep it")
+
+
+def build_store(work: Path, args: argparse.Namespace):
+    """A store of synthetic airline-like episodes (``calib.analysis.synthetic``) in ``work/store``,
+    reused when it already holds episodes (``--keep``). Returns ``(store, n_episodes, seconds)``."""
+    from calib.analysis.synthetic import synthetic_records
+    from calib.store import Store
+
+    n_eps = 2_000 if args.quick else args.episodes
+    n_groups = max(1, n_eps // args.group_size)
+    t0 = time.perf_counter()
+    store = Store(work / "store")
+    if store.count("episodes") == 0:
+        store.add_episodes(synthetic_records(n_groups, args.group_size, seed=0, chatter=args.chatter), source="bench")
+    return store, n_eps, time.perf_counter() - t0
