@@ -155,11 +155,20 @@ class Store:
         finally:
             con.close()
 
+    def _scalar_rows(self, sql: str) -> list[tuple]:
+        con = self.connect()
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
     def runs(self) -> list[str]:
-        return [r for (r,) in self.connect().execute("SELECT DISTINCT run_id FROM episodes ORDER BY 1").fetchall()]
+        return [r for (r,) in self._scalar_rows("SELECT DISTINCT run_id FROM episodes ORDER BY 1")]
 
     def count(self, table: str = "episodes") -> int:
-        return int(self.connect().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        if table not in (*TABLE_VIEWS, "ingest_log"):
+            raise StoreError(f"unknown table {table!r}: one of {', '.join((*TABLE_VIEWS, 'ingest_log'))}")
+        return int(self._scalar_rows(f"SELECT count(*) FROM {table}")[0][0])
 
     def _existing_ids(self) -> dict[str, str]:
         files = self._parts("episodes")
