@@ -76,9 +76,9 @@ def episodes(n_tasks: int, samples: int, max_turns: int) -> list[dict]:
 def build_trainer(args, work: Path, n_tasks: int, samples: int):
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from calib.models import tiny_model_path
+    from calib.models import random_llama, tiny_model_path
     from calib.spec import RewardSpec
     from trainer.grpo import MultiTurnGRPOConfig, MultiTurnGRPOTrainer
 
@@ -86,20 +86,8 @@ def build_trainer(args, work: Path, n_tasks: int, samples: int):
     tok = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(0)
     if args.quick:
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(tok),
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=8192,
-                tie_word_embeddings=True,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-            )
-        )
+        model = random_llama(tok, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=8192)
     else:
         model = AutoModelForCausalLM.from_pretrained(path if args.model == "tiny" else args.model)
     cfg = MultiTurnGRPOConfig(

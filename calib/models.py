@@ -133,3 +133,29 @@ def resolve_model(name_or_path: str, cache_dir: str | os.PathLike | None = None)
     if name_or_path.strip().lower() in TINY_ALIASES:
         return str(tiny_model_path(cache_dir))
     return name_or_path
+
+
+def random_llama(tokenizer, *, hidden_size: int = 32, intermediate_size: int = 64, num_attention_heads: int = 2,
+                 num_key_value_heads: int = 1, num_hidden_layers: int = 2, max_position_embeddings: int = 2048):
+    """A tiny randomly initialised Llama over ``tokenizer``'s vocabulary, for tests and quick benches.
+
+    Seed torch before calling it for reproducible weights. Nothing is downloaded: the architecture
+    comes from a config, the vocabulary from the (local) tokenizer.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            num_key_value_heads=num_key_value_heads,
+            max_position_embeddings=max_position_embeddings,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )

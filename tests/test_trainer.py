@@ -225,27 +225,13 @@ def test_batch_rewards_weight_the_spec_signals():
 def test_one_step_advantages_reach_the_loss(tmp_path, tok, monkeypatch):
     import torch
     from peft import LoraConfig
-    from transformers import LlamaConfig, LlamaForCausalLM
 
+    from calib.models import random_llama
     from trainer.advantages import expand_to_tokens, turn_advantages
     from trainer.grpo import MultiTurnGRPOTrainer
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    )
+    model = random_llama(tok)  # 32 hidden, 2 layers: the advantage plumbing, not the model, is under test
     cfg = _config(tmp_path)
     trainer = MultiTurnGRPOTrainer(
         model,
