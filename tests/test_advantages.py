@@ -69,7 +69,7 @@ def _reference(outcome, rewards, group, mode, gamma, lam, turn_norm, eps=1e-4):
             G = [
                 [
                     sum(gamma ** (k - t) * rewards[j][k] for k in range(t, len(rewards[j])))
-                    + gamma ** (len(rewards[j]) - 1 - t) * outcome[j]
+                    + gamma ** (len(rewards[j]) - t) * outcome[j]
                     for t in range(len(rewards[j]))
                 ]
                 for j in range(E)
@@ -193,11 +193,18 @@ def test_seed_example_sign():
     # the read-only call of a failed episode is reinforced (positive advantage).
     assert mt[2][0] == pytest.approx(-0.866 + 1.5, abs=1e-3)
     assert mt[2][0] > 0
-    # gtpo_hybrid adds +0.3 to the discounted outcome first (0.3 + 0.9 * 0 vs 0.9 for successes):
+    # gtpo_hybrid adds +0.3 to the discounted outcome first (0.3 + 0.81 * 0 vs 0.81 for successes):
     # the call stays below the group mean, so its advantage keeps the outcome's negative sign,
     # while still ranking above the other failure's turn 0.
     assert hybrid[2][0] < 0
     assert hybrid[3][0] < hybrid[2][0]
+    # The paper's Eq. 2 discounts the outcome from one step after the last turn (gamma^(T_i - t)):
+    # returns at turn 0 are 0.81 (successes), 0.3 (C) and 0 (D); docs/advantages.md's table.
+    assert hybrid[2][0] == pytest.approx(-0.709, abs=1e-3)
+    assert hybrid[3][0] == pytest.approx(-1.459, abs=1e-3)
+    assert hybrid[0][0] == pytest.approx(1.084, abs=1e-3)
+    # The last turn sees gamma * R: returns {0.9, 0.9, 0, 0} (C's +0.3 was on turn 0).
+    assert hybrid[0][1] == pytest.approx(0.866 + 0.3 * 0.866, abs=1e-3)
     # Print the token view (the call is 3 tokens after a 2-token tool result) for the docs.
     spans = [[(0, 3), (5, 7)]] * 4
     for name, adv in (("mt_grpo", mt), ("gtpo_hybrid", hybrid)):

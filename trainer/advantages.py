@@ -13,8 +13,10 @@ and is 0 when the set has fewer than two values or no variance (never NaN).
 
 - ``grpo``:        A_{i,t} = GN(R)_i                                      (one value per episode)
 - ``mt_grpo``:     A_{i,t} = GN(R)_i + lam * sum_{k>=t} GN_k(r_{.,k})_i    (normalise, then sum)
-- ``gtpo_hybrid``: G_{i,t} = sum_{k=t}^{T_i-1} gamma^(k-t) r_{i,k} + gamma^(T_i-1-t) R_i
+- ``gtpo_hybrid``: G_{i,t} = sum_{k=t}^{T_i-1} gamma^(k-t) r_{i,k} + gamma^(T_i-t) R_i
                    A_{i,t} = GN_t(G_{.,t})_i + lam * GN(R)_i              (sum, then normalise)
+                   (the seed paper's Eq. 2: the outcome arrives one step after the last turn, so
+                   the last turn sees gamma * R_i)
 
 ``turn_norm`` picks the set behind GN_k / GN_t: ``index`` = the group's episodes that reach turn t;
 ``pooled`` = every turn of every episode in the group. The two orders (normalise-then-sum vs
@@ -170,9 +172,9 @@ def turn_advantages(
     else:  # gtpo_hybrid
         r_out = r.copy()  # (E, T_max)
         has_turns = lengths > 0
-        # The outcome arrives after the last turn: add it to r_{i,T_i-1}, then discount backwards,
-        # which gives gamma^(T_i-1-t) R_i at turn t.
-        r_out[np.nonzero(has_turns)[0], lengths[has_turns] - 1] += R[has_turns]
+        # The outcome arrives one step after the last turn (the paper's Eq. 2): add gamma * R_i to
+        # r_{i,T_i-1}, then discount backwards, which gives gamma^(T_i-t) R_i at turn t.
+        r_out[np.nonzero(has_turns)[0], lengths[has_turns] - 1] += gamma * R[has_turns]
         returns = _discounted_return(r_out, gamma)  # (E, T_max)  G_{i,t}
         adv = _normalize_turns(returns, valid, g, turn_norm, eps) + lam * outcome_adv[:, None]
 
