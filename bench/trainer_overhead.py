@@ -18,7 +18,8 @@ it is I/O that a stock trainer does not do at all.
 Usage: python bench/trainer_overhead.py [--tasks 2] [--samples 2] [--max-turns 2] [--reps 3] [--model tiny]
        [--tool-detail minimal] [--visible-tools a,b] [--quick]
 Defaults: SmolLM2-135M + LoRA r=8, 2 tasks x 2 samples, short episodes and five tools shown (rows of
-about 800 tokens): a few minutes on 2 CPU cores. --quick: a tiny random Llama with SmolLM2's tokenizer.
+about 800 tokens), gradient checkpointing on both paths (without it: 10+ GB peak): a few minutes on
+2 CPU cores. --quick: a tiny random Llama with SmolLM2's tokenizer.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def build_trainer(args, work: Path, n_tasks: int, samples: int):
         max_steps=1,
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        # Activations of every layer, attention probabilities included, are what filled 10+ GB at
+        # this size; checkpointing keeps one layer's at a time (same for both paths).
+        gradient_checkpointing=not args.no_checkpointing,
         report_to=[],
         disable_tqdm=True,
         save_strategy="no",
@@ -160,6 +163,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--model", default="tiny", help="local checkpoint, or tiny (SmolLM2-135M)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-checkpointing", action="store_true", help="keep every activation (10+ GB at the default size)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:  # about a minute: two-turn episodes
@@ -237,7 +241,10 @@ def main() -> int:
         f"calib preprocessing (tokenise + rewards + advantages): median {statistics.median(prep) * 1000:.1f} ms; "
         f"store write of the batch: {t_store * 1000:.0f} ms (not in either step)"
     )
-    print(f"ratio calib / stock: {ratio:.3f}")
+    import resource
+
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    print(f"ratio calib / stock: {ratio:.3f}; peak RSS {peak_gb:.2f} GiB")
     print(
         json.dumps(
             {
@@ -252,6 +259,9 @@ def main() -> int:
                     "calib_prep_s": prep,
                     "store_write_s": t_store,
                     "episodes": len(eps),
+                    "completion_token_slots": n_tokens,
+                    "peak_rss_gib": round(peak_gb, 2),
+                    "gradient_checkpointing": not args.no_checkpointing,
                     "quick": args.quick,
                     "model": "random-llama" if args.quick else args.model,
                 },

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +79,10 @@ class GenerationConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "Tokens generated per turn at most."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 means greedy decoding."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1.0 = off)."})
+    prefix_cache_tokens: int = field(
+        default=32768,
+        metadata={"help": "Tokens of earlier turns whose keys/values are kept for reuse (0 = off)."},
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -88,20 +91,16 @@ class GenerationConfig:
             raise ValueError(f"temperature={self.temperature} should be >= 0 (0 = greedy)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p} should be in (0, 1]")
+        if self.prefix_cache_tokens < 0:
+            raise ValueError(f"prefix_cache_tokens={self.prefix_cache_tokens} should be >= 0 (0 = off)")
 
 
 def load_model(path: str | Path, *, device: str = "cpu", gguf_file: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local directory; ``gguf_file`` loads a GGUF inside it (needs `gguf`)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) in eval mode from ``tiny``, a local directory or a hub id (``gguf_file`` loads
+    a GGUF inside it; needs `gguf`). Errors are one line (:func:`calib.models.load_pretrained`)."""
+    from calib.models import load_pretrained
 
-    from calib.errors import UsageError
-
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"--model {path}: no such directory (give a local transformers checkpoint)")
-    kw = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(str(p), **kw)
-    model = AutoModelForCausalLM.from_pretrained(str(p), **kw).to(device)
+    model, tok = load_pretrained(str(path), device=device, gguf_file=gguf_file)
     model.eval()
     return model, tok
 
@@ -109,15 +108,15 @@ def load_model(path: str | Path, *, device: str = "cpu", gguf_file: str | None =
 class HFChatModel:
     """A model + tokenizer pair with its chat template probed once.
 
-    ``generate`` is blocking and serialised by a lock (one CPU model cannot usefully run two
-    generations at once, and the torch seed is global); callers run it in a worker thread.
+    Generation goes through :meth:`backend` (a :class:`calib.generation.LocalBackend`: batched, one
+    batch at a time on the model); ``generate`` is the one-conversation convenience over it.
     """
 
     def __init__(self, model: Any, tokenizer: Any, generation: GenerationConfig | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.generation = generation or GenerationConfig()
-        self._lock = threading.Lock()
+        self._backend: Any = None
         self.native_tools, self.native_calls = self._probe_template()
 
     @classmethod
@@ -177,29 +176,36 @@ class HFChatModel:
             tools = None
         return out, tools
 
-    def generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
-                 *, seed: int | None = None) -> tuple[str, list[int], list[int]]:
-        """Return (completion text, prompt token ids, completion token ids)."""
-        import torch
-
+    def render_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """Prompt token ids of a conversation, ready for the next assistant turn (template applied)."""
         msgs, tools = self.to_template_messages(messages, tools)
         prompt = self._render(msgs, tools)
-        g = self.generation
-        with self._lock:
-            enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-            input_ids = enc["input_ids"].to(self.model.device)
-            kw: dict[str, Any] = {"max_new_tokens": g.max_new_tokens,
-                                  "attention_mask": enc["attention_mask"].to(self.model.device)}
-            if g.temperature > 0:
-                kw.update(do_sample=True, temperature=g.temperature, top_p=g.top_p)
-            else:
-                kw.update(do_sample=False)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.no_grad():
-                out = self.model.generate(input_ids, pad_token_id=pad, **kw)
-        prompt_ids = input_ids[0].tolist()
-        completion_ids = out[0, input_ids.shape[1]:].tolist()
-        text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        return text, prompt_ids, completion_ids
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def decode(self, completion_ids: list[int]) -> str:
+        """A completion's text (special tokens, such as the end-of-turn token, removed)."""
+        return self.tokenizer.decode(completion_ids, skip_special_tokens=True)
+
+    def backend(self) -> Any:
+        """The batched local generation backend over this model (built once, with these settings)."""
+        if self._backend is None:
+            from calib.generation import LocalBackend, SamplingSettings
+
+            g = self.generation
+            self._backend = LocalBackend(
+                self.model, self.tokenizer,
+                SamplingSettings(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p),
+                prefix_cache_tokens=g.prefix_cache_tokens,
+            )
+        return self._backend
+
+    def generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+                 *, seed: int | None = None) -> tuple[str, list[int], list[int]]:
+        """One conversation, one turn: (completion text, prompt token ids, completion token ids).
+
+        Blocking; a batch of one through :meth:`backend`. Rollouts of many episodes go through
+        :class:`calib.batcher.TurnBatcher` instead, which batches the turns of all waiting episodes.
+        """
+        prompt_ids = self.render_ids(messages, tools)
+        out = self.backend().generate([prompt_ids], [seed] if seed is not None else None)[0]
+        return self.decode(out.ids), prompt_ids, out.ids

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -159,3 +160,44 @@ def random_llama(tokenizer, *, hidden_size: int = 32, intermediate_size: int = 6
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_pretrained(name_or_path: str, *, dtype=None, device: str | None = None, gguf_file: str | None = None,
+                    cache_dir: str | os.PathLike | None = None):
+    """(model, tokenizer) from ``tiny``, a local checkpoint directory, or a model hub id (``Qwen/Qwen3-4B``).
+
+    Hub ids go through transformers' ``from_pretrained`` as every TRL user expects: its cache, and
+    ``HF_HUB_OFFLINE=1`` to stay off the network (the hub is an endpoint the user names; calib's own
+    tests never reach it). Anything that cannot be loaded becomes one :class:`UsageError` line saying
+    what was tried and whether the machine is offline, never a traceback.
+    """
+    from calib.errors import UsageError
+
+    path = resolve_model(name_or_path, cache_dir)
+    local = Path(path).is_dir()
+    if not local and (Path(path).is_absolute() or path.startswith(".") or not _HUB_ID.match(path)):
+        raise UsageError(f"--model {name_or_path}: no such directory, and not a model hub id (org/name)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype is not None else {}), **kw)
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if local:
+            raise UsageError(f"--model {name_or_path}: {path} is not a loadable transformers checkpoint ({reason})") from None
+        where = ("only the local hub cache was searched, because HF_HUB_OFFLINE=1" if _hub_offline()
+                 else "tried the model hub and its local cache")
+        raise UsageError(f"--model {name_or_path}: not a local directory, and not loadable as a hub model id "
+                         f"({where}): {reason}") from None
+    if device is not None:
+        model = model.to(device)
+    return model, tokenizer

@@ -186,6 +186,7 @@ def _expected_advantages(store_dir: Path, step: int, tok) -> dict[str, np.ndarra
             json.loads(row["messages"]),
             tools=domain.catalogue.openai_tools(),
             raw_texts=info["raw_texts"],
+            generated_ids=info["generated_ids"],
             stopped=info["stopped"],
             to_template=policy.to_template,
         )

@@ -83,8 +83,9 @@ def test_config_sets_group_size_and_rejects_per_sequence_features(tmp_path):
         _config(tmp_path, off_policy_mask_threshold=0.5)
     with pytest.raises(ValueError, match="vespo"):
         _config(tmp_path, loss_type="vespo")
-    with pytest.raises(ValueError, match="use_vllm"):
-        _config(tmp_path, use_vllm=True)
+    assert _config(tmp_path, use_vllm=True, vllm_mode="colocate").use_vllm  # accepted since vLLM is wired
+    with pytest.raises(ValueError, match="turn_batch_size"):
+        _config(tmp_path, turn_batch_size=0)
     with pytest.raises(ValueError, match="max_turns"):
         _config(tmp_path, max_turns=0)
     with pytest.raises(ValueError, match="tool_detail"):
@@ -133,28 +134,44 @@ def test_training_policy_shows_its_own_raw_text(tok):
     from calib.policies.base import EpisodeContext
     from trainer.policy import TrainingPolicy
 
+    from calib.generation import Completion
+
     class FakeChat:
+        """Renders by remembering the messages; the backend replies with scripted texts."""
+
         def __init__(self):
             self.seen = []
-            self.replies = iter(
-                ['<tool_call>{"name":"get_user_details","arguments":{"user_id":"u1"}}</tool_call>', "Done."]
-            )
 
-        def generate(self, messages, tools, *, seed=None):
+        def render_ids(self, messages, tools):
             self.seen.append(messages)
-            text = next(self.replies)
-            return text, [1, 2], tok(text, add_special_tokens=False)["input_ids"]
+            return [len(self.seen)]
+
+        def decode(self, ids):
+            return tok.decode(ids, skip_special_tokens=True)
 
         def to_template_messages(self, messages, tools):
             return messages, tools
 
+    class FakeBackend:
+        eos_token_ids = frozenset({tok.eos_token_id})
+
+        def __init__(self):
+            self.replies = iter(
+                ['<tool_call>{"name":"get_user_details","arguments":{"user_id":"u1"}}</tool_call>', "Done."]
+            )
+
+        def generate(self, prompts, seeds=None):
+            ids = tok(next(self.replies), add_special_tokens=False)["input_ids"]
+            return [Completion(ids, [-0.25] * len(ids)) for _ in prompts]
+
     chat = FakeChat()
-    policy = TrainingPolicy(chat)
+    policy = TrainingPolicy(chat, backend=FakeBackend())
     ctx = EpisodeContext(task=Task("t", "u", "i"), rng=random.Random(0))
     msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     first = asyncio.run(policy.act(msgs, [], ctx))
     assert first["tool_calls"][0]["name"] == "get_user_details"  # parsed for the environment
     assert first["_meta"]["text"].startswith('<tool_call>{"name":"get_user_details"')
+    assert first["_meta"]["logprobs"] == [-0.25] * len(first["_meta"]["completion_ids"])
     msgs2 = [
         *msgs,
         {k: v for k, v in first.items() if k != "_meta"},

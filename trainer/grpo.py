@@ -13,6 +13,11 @@ things (DESIGN section 8, checked against TRL 1.16):
    ``trainer.advantages.turn_advantages`` spread over each turn's tokens. ``_compute_loss`` only
    unsqueezes a 1-D tensor, so a [B, T] tensor flows through the clipped objective unchanged.
 
+Generation goes through a backend (``calib.generation``): batched local transformers generation, or
+TRL's vLLM engine with ``use_vllm=True`` (``trainer/vllm_backend.py``; TRL syncs the weights before
+``rollout_func``). The turns of all episodes in flight are batched (``calib.batcher``), and each
+turn's sampling logprobs are returned to TRL (``logprobs``) for its importance-sampling correction.
+
 Everything TRL does with one advantage per sequence is rejected in ``MultiTurnGRPOConfig``
 (the off-policy sequence mask, ``loss_type="vespo"``).
 """
@@ -100,9 +105,19 @@ class MultiTurnGRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Comma-separated tool names shown to the model (default: all; a CPU budget knob)."},
     )
-    rollout_concurrency: int = field(
-        default=4,
-        metadata={"help": "Episodes in flight at once (generation itself is serialised on one model)."},
+    rollout_concurrency: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes in flight at once (default: every episode of the step, so that each "
+            "generation round batches all of them)."
+        },
+    )
+    turn_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Turns generated in one batch at most (CLI `--generation-batch-size`; default: every "
+            "episode waiting on the model). Not TRL's `generation_batch_size`, which counts prompts per step."
+        },
     )
     # Parameters that control bookkeeping
     store_dir: str | None = field(
@@ -129,15 +144,12 @@ class MultiTurnGRPOConfig(GRPOConfig):
                 "loss_type='vespo' weights whole sequences by the sign of a per-sequence advantage; calib's "
                 "advantages are per token. Use 'dapo' (default), 'grpo', 'bnpo', 'dr_grpo', 'cispo' or 'sapo'."
             )
-        if self.use_vllm:
-            raise ValueError(
-                "use_vllm=True: multi-turn rollouts generate with the trained model itself in this version; vLLM "
-                "generation is not wired into the rollout runner yet (see docs/training.md). Set use_vllm=False."
-            )
         if self.max_turns < 1:
             raise ValueError(f"max_turns={self.max_turns}: should be >= 1")
-        if self.rollout_concurrency < 1:
-            raise ValueError(f"rollout_concurrency={self.rollout_concurrency}: should be >= 1")
+        if self.rollout_concurrency is not None and self.rollout_concurrency < 1:
+            raise ValueError(f"rollout_concurrency={self.rollout_concurrency}: should be >= 1 (or None: all)")
+        if self.turn_batch_size is not None and self.turn_batch_size < 1:
+            raise ValueError(f"turn_batch_size={self.turn_batch_size}: should be >= 1 (or None: no cap)")
         if self.tool_detail not in TOOL_DETAILS:
             raise ValueError(f"tool_detail={self.tool_detail!r}: expected one of {', '.join(TOOL_DETAILS)}")
         if not self.run_id:
@@ -166,6 +178,18 @@ def task_of(prompt: Any) -> str:
 def step_seed(seed: int, step: int) -> int:
     """Rollout seed of a step: fixed by (seed, step), so a resumed run replays the same episodes."""
     return int.from_bytes(hashlib.sha256(f"{seed}/step{step}".encode()).digest()[:4], "big")
+
+
+def sampling_logprobs(length: int, spans: list[tuple[int, int]], meta: list[dict | None]) -> list[float]:
+    """Per completion token, the log-probability it was sampled with (what ``rollout_func`` returns to
+    TRL as ``logprobs`` for the importance-sampling correction): a turn's sampled ids were spliced into
+    its span, so the turn's logprobs fill it; environment tokens (masked out of the loss) get 0, and a
+    turn whose sampling logprobs are unknown gets NaN, which TRL treats as "no correction"."""
+    out = [0.0] * length
+    for k, (s, e) in enumerate(spans):
+        lps = (meta[k] or {}).get("logprobs") if k < len(meta) else None
+        out[s:e] = [float(x) for x in lps] if lps is not None and len(lps) == e - s else [float("nan")] * (e - s)
+    return out
 
 
 def calib_outcome(prompts, completions, calib_outcome=None, **kwargs) -> list[float]:
@@ -267,7 +291,8 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         return {}
 
     def _build_policy(self) -> None:
-        """The trained model as a rollout policy (generation on the unwrapped model, no grad)."""
+        """The trained model as a rollout policy: TRL's vLLM engine with ``use_vllm``, else batched local
+        generation on the unwrapped model (eval mode, no grad)."""
         from calib.hf_chat import GenerationConfig, HFChatModel
 
         gen = GenerationConfig(
@@ -276,6 +301,17 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             top_p=self.args.top_p,
         )
         chat = HFChatModel(self.accelerator.unwrap_model(self.model), self.processing_class, gen)
+        backend, collective = None, None
+        if self.use_vllm:
+            from trainer.vllm_backend import VLLMBackend
+
+            backend = VLLMBackend(self)
+            if self.accelerator.num_processes > 1:
+                # Every engine call is a collective in server mode (and across a TP group in colocate
+                # mode): generation rounds must run in lockstep on every rank.
+                from accelerate.utils import gather_object
+
+                collective = gather_object
         shown = self.args.visible_tools
         unknown = [
             t
@@ -289,7 +325,14 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             tool_detail=self.args.tool_detail,
             visible_tools=tuple(t.strip() for t in shown.split(",") if t.strip()) if shown else None,
         )
-        self.calib_policy = TrainingPolicy(chat, view=view, name=f"train:{self.args.run_id}")
+        self.calib_policy = TrainingPolicy(
+            chat,
+            view=view,
+            name=f"train:{self.args.run_id}",
+            backend=backend,
+            max_batch=self.args.turn_batch_size,
+            collective=collective,
+        )
 
     def _get_train_sampler(self, dataset=None) -> EpochSeededRepeatSampler:
         """TRL's sampler layout (each task ``num_generations`` times in a row), reseeded per epoch."""
@@ -318,7 +361,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         return {
             "prompt_ids": [r["prompt_ids"] for r in rows],
             "completion_ids": [r["completion_ids"] for r in rows],
-            "logprobs": None,
+            "logprobs": [r["logprobs"] for r in rows],
             "env_mask": [r["env_mask"] for r in rows],
             "calib_outcome": [float(e["outcome"]) for e in episodes],
             "calib_R": outcome.tolist(),
@@ -370,7 +413,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             seed=step_seed(self.args.seed, step),
             run_id=self.args.run_id,
             iteration=self.args.iteration,
-            concurrency=self.args.rollout_concurrency,
+            concurrency=self.args.rollout_concurrency or max(1, len(task_ids)),
         )
         domain, policy, make_user = self.calib_domain, self.calib_policy, self.calib_user_factory
         tools = domain.catalogue.openai_tools()
@@ -385,11 +428,17 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
                         domain, policy, make_user(), domain.task(task_id), sample=sample, cfg=cfg, tools=tools
                     )
 
-            return await asyncio.gather(*(one(t, s) for t, s in zip(task_ids, samples)))
+            try:
+                return await asyncio.gather(*(one(t, s) for t, s in zip(task_ids, samples)))
+            finally:
+                await policy.aclose()  # lockstep: keep joining generation rounds until every rank is done
 
         model = policy.chat.model
         was_training = model.training
         model.eval()
+        clear = getattr(policy.backend, "clear_prefix_cache", None)
+        if clear is not None:
+            clear()  # kept keys/values were computed with last step's weights
         try:
             episodes = asyncio.run(play_all())
         finally:
@@ -405,6 +454,9 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             ep["info"]["stopped"] = [
                 bool(m and m["completion_ids"] and m["completion_ids"][-1] in eos) for m in meta
             ]
+            # The sampled ids of each turn: where they are not the canonical tokenisation of the raw
+            # text (drift), only they rebuild the exact training sequence from the store.
+            ep["info"]["generated_ids"] = [list(m["completion_ids"]) if m else None for m in meta]
         return episodes
 
     def _encode(self, episode: dict) -> dict[str, Any]:
@@ -430,6 +482,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             return {
                 "prompt_ids": prompt,
                 "completion_ids": [tok.eos_token_id],
+                "logprobs": [0.0],
                 "env_mask": [0],
                 "spans": None,
                 "drift": 0,
@@ -437,6 +490,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         return {
             "prompt_ids": et.prompt_ids,
             "completion_ids": et.completion_ids,
+            "logprobs": sampling_logprobs(len(et.completion_ids), et.spans, meta),
             "env_mask": et.env_mask,
             "spans": [list(s) for s in et.spans],
             "drift": et.drift_turns,

@@ -47,7 +47,7 @@ class HFFamily:
                               visible_tools=tuple(t.visible_tools) if t.visible_tools else None)
             policy = TrainingPolicy(chat, view=view, name=f"hf@it{it}")
             run_rollouts(self.cfg.domain, policy, self.cfg.user, r.tasks, samples=samples, max_turns=r.max_turns,
-                         concurrency=1, run_id=run_id, iteration=it, store=store, seed=seed)
+                         concurrency=r.concurrency, run_id=run_id, iteration=it, store=store, seed=seed)
         return _summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:

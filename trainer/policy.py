@@ -1,13 +1,16 @@
 """The model being trained, as a rollout policy.
 
 ``TrainingPolicy`` plays episodes through the same runner as every other policy
-(``calib.rollout.play_episode``), generating locally with the trainer's model. Two things differ
+(``calib.rollout.play_episode``), generating with the trainer's model through a generation backend
+(local transformers, or TRL's vLLM engine), the turns of all episodes in flight batched together
+(``calib.batcher``). Two things differ
 from the ``hf`` policy, both so that training sees exactly the context each turn was sampled in:
 
 - earlier assistant turns are shown to the model as the raw text it generated (not re-serialised
   from the parsed tool calls), the same form ``trainer.tokenize`` renders for the loss;
-- every reply carries ``_meta = {text, prompt_ids, completion_ids}``, which the runner hands back
-  per turn, so the sampled token ids can be spliced into the training sequence.
+- every reply carries ``_meta = {text, prompt_ids, completion_ids, logprobs}``, which the runner hands
+  back per turn, so the sampled token ids (and their sampling log-probabilities, for TRL's
+  importance-sampling correction) can be spliced into the training sequence.
 
 ``PromptView`` optionally shrinks what the model is shown (a short system prompt, tool schemas
 without descriptions): a CPU budget knob for tests and demos. The stored episode keeps the
@@ -16,12 +19,11 @@ domain's full messages; generation and tokenisation apply the same view.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from calib.policies.base import EpisodeContext, Policy
-from calib.policies.hf import parse_reply
+from calib.policies.base import EpisodeContext
+from calib.policies.hf import BatchedPolicy, parse_reply
 from trainer.tokenize import training_messages
 
 TOOL_DETAILS = ("full", "compact", "minimal")
@@ -75,11 +77,14 @@ class PromptView:
         return [_minimal(t) for t in tools]
 
 
-class TrainingPolicy(Policy):
-    """Generates with ``chat`` (a :class:`calib.hf_chat.HFChatModel` around the trainer's model)."""
+class TrainingPolicy(BatchedPolicy):
+    """Generates with the trainer's model: ``chat`` (a :class:`calib.hf_chat.HFChatModel` around it)
+    renders and decodes; ``backend`` generates (local transformers by default, TRL's vLLM engine when
+    the trainer runs with ``use_vllm``), batched across the episodes in flight."""
 
-    def __init__(self, chat: Any, *, view: PromptView | None = None, name: str = "train"):
-        self.chat = chat
+    def __init__(self, chat: Any, *, view: PromptView | None = None, name: str = "train", backend: Any = None,
+                 max_batch: int | None = None, collective: Any = None):
+        super().__init__(chat, backend=backend, max_batch=max_batch, collective=collective)
         self.view = view or PromptView()
         self.name = name
 
@@ -87,18 +92,15 @@ class TrainingPolicy(Policy):
         """Messages as the chat template receives them (what ``trainer.tokenize`` must render too)."""
         return self.chat.to_template_messages(self.view.messages(messages), self.view.tools(tools))
 
-    def _generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, seed: int):
-        # HFChatModel.generate applies to_template_messages itself, exactly as to_template() does.
-        return self.chat.generate(self.view.messages(messages), self.view.tools(tools), seed=seed)
-
     async def act(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], ctx: EpisodeContext
     ) -> dict[str, Any]:
         raws: list[str] = ctx.state.setdefault("raw_texts", [])
         seed = ctx.rng.randrange(2**31)
-        text, prompt_ids, completion_ids = await asyncio.to_thread(
-            self._generate, training_messages(messages, raws), tools, seed
-        )
+        # render_ids applies to_template_messages itself, exactly as to_template() does.
+        shown = self.view.messages(training_messages(messages, raws))
+        prompt_ids = self.chat.render_ids(shown, self.view.tools(tools))
+        text, out = await self.complete(prompt_ids, seed)
         raws.append(text)
-        meta = {"text": text, "prompt_ids": prompt_ids, "completion_ids": completion_ids}
+        meta = {"text": text, "prompt_ids": prompt_ids, "completion_ids": out.ids, "logprobs": out.logprobs}
         return parse_reply(text, turn=len(raws) - 1, meta=meta)

@@ -54,6 +54,11 @@ class TrainJob:
     tool_detail: str = "full"
     visible_tools: str | None = None
     threads: int | None = None
+    top_p: float = 1.0
+    generation_batch_size: int | None = None  # turns per generation call at most (None: all waiting)
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"  # TRL's names: colocate | server
+    vllm_server_base_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # any other MultiTurnGRPOConfig field
 
 
@@ -84,10 +89,11 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _check(job: TrainJob) -> Path | None:
-    """Validate the job before anything heavy is loaded; return the checkpoint to resume from."""
-    if not job.spec.is_file():
-        raise UsageError(f"--spec {job.spec}: no such file")
+VLLM_MODES = ("colocate", "server")
+
+
+def check_options(job: TrainJob) -> None:
+    """Validate the job's values and their combinations (no file system access, nothing loaded)."""
     for name in ("max_steps", "save_steps", "samples_per_task", "max_turns", "max_new_tokens", "lora_r"):
         if getattr(job, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(job, name)}: should be >= 1")
@@ -100,6 +106,19 @@ def _check(job: TrainJob) -> Path | None:
             f"--batch-size {job.batch_size}: should be a multiple of --samples-per-task {job.samples_per_task} "
             "(whole groups)"
         )
+    if job.generation_batch_size is not None and job.generation_batch_size < 1:
+        raise UsageError(f"--generation-batch-size {job.generation_batch_size}: should be >= 1")
+    if job.vllm_mode not in VLLM_MODES:
+        raise UsageError(f"--vllm-mode {job.vllm_mode}: expected one of {', '.join(VLLM_MODES)}")
+    if job.vllm_server_base_url and not (job.use_vllm and job.vllm_mode == "server"):
+        raise UsageError("--vllm-server-base-url: only with --use-vllm --vllm-mode server")
+
+
+def _check(job: TrainJob) -> Path | None:
+    """Validate the job before anything heavy is loaded; return the checkpoint to resume from."""
+    check_options(job)
+    if not job.spec.is_file():
+        raise UsageError(f"--spec {job.spec}: no such file")
     checkpoints = complete_checkpoints(job.output_dir)
     if job.resume:
         if not checkpoints:
@@ -115,8 +134,45 @@ def _check(job: TrainJob) -> Path | None:
     return None
 
 
+def plan_train(job: TrainJob) -> dict[str, Any]:
+    """A dry run: validate the options and build the training configuration without loading anything.
+
+    Returns the resolved settings, and ``missing``: the files the run would need that do not exist
+    here (the spec; the checkpoint to resume from), so that a recipe written for another machine can
+    be checked on this one.
+    """
+    check_options(job)
+    run_id = job.run_id or job.output_dir.name
+    args = build_config(job, run_id=run_id, cuda=False)
+    missing = [] if job.spec.is_file() else [f"--spec {job.spec}"]
+    if job.resume and not complete_checkpoints(job.output_dir):
+        missing.append(f"--resume: a checkpoint in {job.output_dir}")
+    return {
+        "run_id": run_id,
+        "model": job.model,
+        "domain": job.domain,
+        "user": job.user,
+        "advantage_spec": str(job.spec),
+        "group_size": args.num_generations,
+        "batch_size": args.per_device_train_batch_size,
+        "max_turns": args.max_turns,
+        "max_new_tokens": args.max_completion_length,
+        "temperature": args.temperature,
+        "learning_rate": args.learning_rate,
+        "beta": args.beta,
+        "use_vllm": args.use_vllm,
+        "vllm_mode": args.vllm_mode if args.use_vllm else None,
+        "generation_batch_size": args.turn_batch_size,
+        "missing": missing,
+    }
+
+
 def build_config(job: TrainJob, *, run_id: str, cuda: bool):
     """The MultiTurnGRPOConfig of a job (CPU: fp32, no gradient checkpointing)."""
+    import warnings
+
+    # transformers 5 renamed gradient_checkpointing; TRL 1.16 still uses the old name internally.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
     from trainer.grpo import MultiTurnGRPOConfig
 
     batch = job.batch_size or 2 * job.samples_per_task
@@ -146,6 +202,11 @@ def build_config(job: TrainJob, *, run_id: str, cuda: bool):
         "system_prompt": job.system_prompt,
         "tool_detail": job.tool_detail,
         "visible_tools": job.visible_tools,
+        "top_p": job.top_p,
+        "turn_batch_size": job.generation_batch_size,
+        "use_vllm": job.use_vllm,
+        "vllm_mode": job.vllm_mode,
+        "vllm_server_base_url": job.vllm_server_base_url,
         "logging_steps": 1,
         "report_to": [],
         "disable_tqdm": True,
@@ -170,9 +231,9 @@ def run_train(job: TrainJob, *, callbacks: list | None = None) -> TrainResult:
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from transformers import PrinterCallback
 
-    from calib.models import resolve_model
+    from calib.models import load_pretrained
     from calib.spec import load_spec
     from trainer.grpo import MultiTurnGRPOTrainer
 
@@ -182,13 +243,7 @@ def run_train(job: TrainJob, *, callbacks: list | None = None) -> TrainResult:
     run_id = job.run_id or job.output_dir.resolve().name
     cuda = torch.cuda.is_available()
     args = build_config(job, run_id=run_id, cuda=cuda)
-    path = resolve_model(job.model)
-    if not Path(path).is_dir():
-        raise UsageError(
-            f"--model {job.model}: not a local checkpoint directory (or 'tiny'); nothing is downloaded"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32)
+    model, tokenizer = load_pretrained(job.model, dtype=torch.bfloat16 if cuda else torch.float32)
     lora = LoraConfig(
         r=job.lora_r,
         lora_alpha=job.lora_alpha or 2 * job.lora_r,

@@ -42,6 +42,7 @@ def rollout_command(
     user_api_key: Annotated[str | None, typer.Option("--user-api-key", help="Bearer token of the llm user (default: --api-key).")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature for model policies/users.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per generated reply at most.")] = 512,
+    generation_batch_size: Annotated[int | None, typer.Option("--generation-batch-size", help="hf policy: turns generated in one batch at most (default: every episode waiting; --concurrency bounds it).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per endpoint request before retrying.")] = 60.0,
     retries: Annotated[int, typer.Option("--retries", help="Retries per endpoint request (exponential backoff).")] = 4,
     json_out: JsonOpt = False,
@@ -63,6 +64,8 @@ def rollout_command(
                                        "skipped_confirmation": skipped_confirmation,
                                        "premature_write": premature_write, "early_stop": early_stop}.items()
                      if v is not None}
+        if generation_batch_size is not None and generation_batch_size < 1:
+            raise ValueError(f"--generation-batch-size {generation_batch_size}: should be >= 1")
         if policy != "oracle" and (mistake_rate or overrides):
             raise ValueError("mistake rates apply to --policy oracle only")
         dom = load_domain(domain)
@@ -70,7 +73,7 @@ def rollout_command(
         pol, make_user = _build(policy, user, model=model, base_url=base_url, api_key=api_key, user_model=user_model,
                                 user_base_url=user_base_url, user_api_key=user_api_key, temperature=temperature,
                                 max_tokens=max_tokens, timeout=timeout, retries=retries, seed=seed,
-                                mistake_rate=mistake_rate, overrides=overrides)
+                                mistake_rate=mistake_rate, overrides=overrides, max_batch=generation_batch_size)
     except ValueError as e:  # config dataclasses name the field
         raise UsageError(str(e)) from None
 
@@ -100,7 +103,7 @@ def rollout_command(
 
 
 def _build(policy: str, user: str, *, model, base_url, api_key, user_model, user_base_url, user_api_key,
-           temperature, max_tokens, timeout, retries, seed, mistake_rate, overrides):
+           temperature, max_tokens, timeout, retries, seed, mistake_rate, overrides, max_batch=None):
     """(policy, user factory) from the options; a loaded local model is shared by an hf policy and user."""
     from calib.hf_chat import GenerationConfig
     from calib.http import EndpointConfig
@@ -119,7 +122,7 @@ def _build(policy: str, user: str, *, model, base_url, api_key, user_model, user
         policy,
         oracle=OracleConfig.uniform(mistake_rate, **overrides) if policy == "oracle" else None,
         endpoint=endpoint(base_url, model, api_key) if policy == "openai" else None,
-        chat_model=shared, model=model, generation=gen,
+        chat_model=shared, model=model, generation=gen, max_batch=max_batch,
     )
     make_user = user_factory(
         user,

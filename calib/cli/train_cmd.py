@@ -16,19 +16,24 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
-        spec: Annotated[Path, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`).")],
+        ctx: typer.Context,
+        spec: Annotated[
+            Path | None, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`). Required.")
+        ] = None,
         model: Annotated[
-            str,
+            str | None,
             typer.Option(
-                "--model", help="Local transformers checkpoint directory, or `tiny` (SmolLM2-135M)."
+                "--model",
+                help="Local checkpoint directory, a model hub id (e.g. Qwen/Qwen3-4B; its cache, "
+                "HF_HUB_OFFLINE honoured), or `tiny` (SmolLM2-135M). Required.",
             ),
-        ],
+        ] = None,
         output_dir: Annotated[
-            Path,
+            Path | None,
             typer.Option(
-                "--output-dir", help="Checkpoints (checkpoint-N/) and the final adapter (adapter/)."
+                "--output-dir", help="Checkpoints (checkpoint-N/) and the final adapter (adapter/). Required."
             ),
-        ],
+        ] = None,
         domain: Annotated[
             str, typer.Option("--domain", help="airline-mini, airline-mini:SEED or taubench:PATH.")
         ] = "airline-mini",
@@ -111,6 +116,34 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
         ] = None,
+        temperature: Annotated[
+            float, typer.Option("--temperature", help="Sampling temperature of the rollouts.")
+        ] = 1.0,
+        generation_batch_size: Annotated[
+            int | None,
+            typer.Option(
+                "--generation-batch-size",
+                help="Turns generated in one batch at most (default: every episode waiting on the model).",
+            ),
+        ] = None,
+        use_vllm: Annotated[
+            bool, typer.Option("--use-vllm", help="Generate with TRL's vLLM engine (needs vllm and a GPU).")
+        ] = False,
+        vllm_mode: Annotated[
+            str, typer.Option("--vllm-mode", help="TRL's vllm_mode: colocate (in-process) or server (trl vllm-serve).")
+        ] = "colocate",
+        vllm_server_base_url: Annotated[
+            str | None,
+            typer.Option("--vllm-server-base-url", help="server mode: URL of `trl vllm-serve` (TRL's name)."),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option("--config", help="YAML of these options (keys as the flags); flags given here override it."),
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option("--dry-run", help="Validate the options and print the resolved settings; load nothing."),
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Train a policy with multi-turn GRPO on a domain, rewarded by a calibrated reward spec.
@@ -122,37 +155,21 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from trainer.callbacks import RichProgressCallback
-        from trainer.run import TrainJob, run_train
+        from trainer.run import plan_train, run_train
+        from trainer.train_options import job_from_options
 
         console = Console(stderr=True)
-        job = TrainJob(
-            spec=spec,
-            model=model,
-            output_dir=output_dir,
-            domain=domain,
-            user=user,
-            user_base_url=user_base_url,
-            user_model=user_model,
-            store=store,
-            run_id=run_id,
-            iteration=iteration,
-            tasks=tasks,
-            samples_per_task=samples_per_task,
-            batch_size=batch_size,
-            max_turns=max_turns,
-            max_new_tokens=max_new_tokens,
-            max_steps=max_steps,
-            save_steps=save_steps,
-            learning_rate=learning_rate,
-            lora_r=lora_r,
-            beta=beta,
-            seed=seed,
-            resume=resume,
-            system_prompt=system_prompt,
-            tool_detail=tool_detail,
-            visible_tools=visible_tools,
-            threads=threads,
-        )
+        options = dict(ctx.params)
+        explicit = {k for k in options if (src := ctx.get_parameter_source(k)) is not None and src.name != "DEFAULT"}
+        job = job_from_options(options, explicit, config)
+        if dry_run:
+            plan = plan_train(job)
+            if json_out:
+                typer.echo(json.dumps(plan))
+            else:
+                for k, v in plan.items():
+                    console.print(f"{k}: {v}", highlight=False, soft_wrap=True)
+            return
         result = run_train(job, callbacks=[RichProgressCallback(console, show_bar=not json_out)])
         summary = {
             "run_id": result.run_id,

@@ -17,9 +17,11 @@ policy object can serve many concurrent episodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,11 @@ class Policy(ABC):
 
         ``tools`` are OpenAI-style (``[{"type": "function", "function": {...}}]``).
         """
+
+    def episode_scope(self) -> AbstractAsyncContextManager[Any]:
+        """Entered by the runner around each episode. A policy that batches the turns of concurrent
+        episodes (``hf``, the trainer's) counts live episodes with it; the default does nothing."""
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:
         """Release connections or models (called once by the runner when the rollout ends)."""

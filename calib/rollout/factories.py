@@ -35,6 +35,7 @@ def make_policy(
     model: str | None = None,
     device: str = "cpu",
     generation: Any = None,
+    max_batch: int | None = None,
 ) -> Policy:
     """``oracle`` (with an OracleConfig), ``openai`` (with an EndpointConfig), ``hf`` (a model path or a
     loaded HFChatModel)."""
@@ -54,7 +55,7 @@ def make_policy(
             if not model:
                 raise UsageError("--policy hf needs --model PATH (a local transformers checkpoint, or 'tiny')")
             chat_model = load_chat_model(model, device=device, generation=generation)
-        return HFPolicy(chat_model, name=f"hf:{model}" if model else None)
+        return HFPolicy(chat_model, name=f"hf:{model}" if model else None, max_batch=max_batch)
     raise UsageError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
 
 

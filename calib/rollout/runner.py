@@ -111,6 +111,57 @@ async def _user_step(user: UserSimulator, text: str) -> str:
     return user.step(text)
 
 
+@dataclass
+class _Transcript:
+    """What one episode accumulates while it is played."""
+
+    messages: list[dict[str, Any]]
+    progress: list[float] = field(default_factory=list)  # env.progress() after each turn
+    turn_meta: list[Any] = field(default_factory=list)  # the policy's _meta per assistant turn
+    replies: list[str] = field(default_factory=list)  # text the agent said to the user
+    termination: str = "max_turns"
+
+
+async def _play_turns(env: Any, policy: Policy, user: UserSimulator, task: Task, ctx: EpisodeContext,
+                      cfg: RolloutConfig, tools: list[dict[str, Any]], tr: _Transcript) -> None:
+    """The conversation loop of :func:`play_episode`."""
+    messages, progress, replies = tr.messages, tr.progress, tr.replies
+    messages.append({"role": "user", "content": await _user_reset(user, task)})
+    for turn in range(cfg.max_turns):
+        msg = dict(check_assistant_message(await policy.act(list(messages), tools, ctx)))
+        tr.turn_meta.append(msg.pop("_meta", None))
+        msg["role"] = "assistant"
+        calls = [dict(c) for c in msg.get("tool_calls") or []]
+        seen: set[str] = set()
+        for i, c in enumerate(calls):
+            if not c.get("id") or c["id"] in seen:
+                c["id"] = f"call_{turn}_{i}"
+            seen.add(c["id"])
+            c.setdefault("arguments", {})
+        if calls:
+            msg["tool_calls"] = calls
+        else:
+            msg.pop("tool_calls", None)
+        messages.append(msg)
+        if calls:
+            for c in calls:
+                obs = env.step(c["name"], c["arguments"])
+                messages.append({"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": obs})
+            progress.append(float(env.progress()))
+            if env.done:
+                tr.termination = "env_done"
+                break
+        else:
+            text = msg.get("content") or ""
+            replies.append(text)
+            progress.append(float(env.progress()))
+            answer = await _user_step(user, text)
+            messages.append({"role": "user", "content": answer})
+            if user.done or STOP in answer:
+                tr.termination = "user_stop"
+                break
+
+
 async def play_episode(
     domain: Domain, policy: Policy, user: UserSimulator, task: Task, *, sample: int, cfg: RolloutConfig,
     tools: list[dict[str, Any]] | None = None,
@@ -120,50 +171,16 @@ async def play_episode(
     ctx = EpisodeContext(task=task, sample=sample, seed=seed, rng=random.Random(seed))
     env = domain.new_env(task)
     tools = tools if tools is not None else domain.catalogue.openai_tools()
-    messages: list[dict[str, Any]] = [{"role": "system", "content": domain.policy}]
-    progress: list[float] = []
-    turn_meta: list[Any] = []
-    replies: list[str] = []
-    status, error, termination = "ok", None, "max_turns"
+    tr = _Transcript(messages=[{"role": "system", "content": domain.policy}])
+    status, error = "ok", None
     try:
-        messages.append({"role": "user", "content": await _user_reset(user, task)})
-        for turn in range(cfg.max_turns):
-            msg = dict(check_assistant_message(await policy.act(list(messages), tools, ctx)))
-            turn_meta.append(msg.pop("_meta", None))
-            msg["role"] = "assistant"
-            calls = [dict(c) for c in msg.get("tool_calls") or []]
-            seen: set[str] = set()
-            for i, c in enumerate(calls):
-                if not c.get("id") or c["id"] in seen:
-                    c["id"] = f"call_{turn}_{i}"
-                seen.add(c["id"])
-                c.setdefault("arguments", {})
-            if calls:
-                msg["tool_calls"] = calls
-            else:
-                msg.pop("tool_calls", None)
-            messages.append(msg)
-            if calls:
-                for c in calls:
-                    obs = env.step(c["name"], c["arguments"])
-                    messages.append({"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": obs})
-                progress.append(float(env.progress()))
-                if env.done:
-                    termination = "env_done"
-                    break
-            else:
-                text = msg.get("content") or ""
-                replies.append(text)
-                progress.append(float(env.progress()))
-                answer = await _user_step(user, text)
-                messages.append({"role": "user", "content": answer})
-                if user.done or STOP in answer:
-                    termination = "user_stop"
-                    break
+        async with policy.episode_scope():
+            await _play_turns(env, policy, user, task, ctx, cfg, tools, tr)
     except INFRA_ERRORS as e:
-        status, error, termination = "error", f"{type(e).__name__}: {e}", "error"
+        status, error, tr.termination = "error", f"{type(e).__name__}: {e}", "error"
     except Exception as e:  # a bug in a policy/user/env: stop the rollout, say where
         raise CalibError(f"episode task={task.task_id} sample={sample} failed: {type(e).__name__}: {e}") from e
+    messages, progress, turn_meta, replies, termination = tr.messages, tr.progress, tr.turn_meta, tr.replies, tr.termination
 
     reward = env.evaluate(replies)
     n_turns = sum(1 for m in messages if m["role"] == "assistant")
