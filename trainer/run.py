@@ -86,7 +86,7 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
 
 def _check(job: TrainJob) -> Path | None:
     """Validate the job before anything heavy is loaded; return the checkpoint to resume from."""
-    if not job.spec.is_file():
+    if not (job.spec.is_file() or str(job.spec).startswith("preset:")):  # presets: load_spec resolves them
         raise UsageError(f"--spec {job.spec}: no such file")
     for name in ("max_steps", "save_steps", "samples_per_task", "max_turns", "max_new_tokens", "lora_r"):
         if getattr(job, name) < 1:
