@@ -39,7 +39,6 @@ def loop(
     for c in ("iteration", "spec", "weights", "rollout success", "eval success", "trained"):
         t.add_column(c)
     import json
-    import math
 
     for row in h.to_dict("records"):
         w = {k: v for k, v in json.loads(row["weights"]).items() if v}

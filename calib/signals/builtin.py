@@ -40,8 +40,8 @@ _NEGATION = re.compile(NEGATION_PATTERN.removeprefix("(?i)"), re.IGNORECASE | re
 BUILTIN_SIGNALS: dict[str, tuple[str, str]] = {
     "gold_match": ("1", "tool call equals a not-yet-matched expected action (deep argument comparison)"),
     "soft_match": ("1", "tool name of an expected action, with arguments that differ from every such action"),
-    "soft_match_score": ("1", "graded soft_match: 0.5 + 0.5 x the best share of an expected action's arguments "
-                              "that the call matches (0 where soft_match is 0)"),
+    "soft_match_score": ("1", ("graded soft_match: 0.5 + 0.5 x the best share of an expected action's "
+                               "arguments that the call matches (0 where soft_match is 0)")),
     "read_only": ("1", "call to a read-only tool"),
     "state_change": ("1", "call to a state-changing tool that is not gold"),
     "tool_error": ("1", "unparseable call, unknown tool, schema-invalid arguments, or an error result"),
