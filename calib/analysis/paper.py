@@ -81,10 +81,16 @@ def spec_turn_rewards(values: Mapping[str, np.ndarray], weights: Mapping[str, fl
 
 
 def mode_advantages(
-    rewards: np.ndarray, lengths: np.ndarray, outcome: np.ndarray, group: np.ndarray, settings: AdvantageSettings
+    rewards: np.ndarray | list[np.ndarray],
+    lengths: np.ndarray,
+    outcome: np.ndarray,
+    group: np.ndarray,
+    settings: AdvantageSettings,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(A_total [N], A_I [N]) from ``turn_advantages``: with the outcome, and with every outcome 0."""
-    parts = split_turns(rewards, lengths)
+    """(A_total [N], A_I [N]) from ``turn_advantages``: with the outcome, and with every outcome 0.
+
+    ``rewards`` is flat [N], or already split per episode (to split once for several modes)."""
+    parts = rewards if isinstance(rewards, list) else split_turns(rewards, lengths)
     kw = {"mode": settings.mode, "gamma": settings.gamma, "lam": settings.lam, "turn_norm": settings.turn_norm}
     if not parts:
         return np.zeros(0), np.zeros(0)
@@ -115,6 +121,28 @@ def _aligned(weight: float, mean_total: float) -> bool | None:
     return bool(np.sign(mean_total) == np.sign(weight))
 
 
+@dataclass(frozen=True)
+class SignalFacts:
+    """What tier alignment needs of a signal that does not depend on the advantage mode."""
+
+    fires: np.ndarray  # (N,) bool: finite and non-zero
+    share_success: float
+    share_failure: float
+
+
+def signal_facts(values: Mapping[str, np.ndarray], lengths: np.ndarray, success: np.ndarray) -> dict[str, SignalFacts]:
+    """Per signal: where it fires, and the share of successful / failed episodes in which it occurs."""
+    y = np.asarray(success, dtype=bool)
+    out = {}
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        occ = occurrence(v, lengths)  # (E,)
+        ok = np.isfinite(occ)
+        out[name] = SignalFacts(fires=np.isfinite(v) & (np.nan_to_num(v) != 0.0),
+                                share_success=_mean(occ[y & ok]), share_failure=_mean(occ[~y & ok]))
+    return out
+
+
 def tier_alignment(
     values: Mapping[str, np.ndarray],
     lengths: np.ndarray,
@@ -122,18 +150,16 @@ def tier_alignment(
     weights: Mapping[str, float],
     a_total: np.ndarray,
     a_int: np.ndarray,
+    facts: Mapping[str, SignalFacts] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per signal: mean A_I and A_total over its firing turns, ``aligned``, and its occurrence in
-    successful and failed episodes (``share_success``, ``share_failure``, ``gap``)."""
-    y = np.asarray(success, dtype=bool)
+    successful and failed episodes (``share_success``, ``share_failure``, ``gap``). ``facts``
+    (from :func:`signal_facts`) saves recomputing the mode-free part for several modes."""
+    facts = facts if facts is not None else signal_facts(values, lengths, success)
     out: dict[str, dict[str, Any]] = {}
-    for name, v in values.items():
-        v = np.asarray(v, dtype=np.float64)
-        fires = np.isfinite(v) & (np.nan_to_num(v) != 0.0)  # (N,)
-        occ = occurrence(v, lengths)  # (E,)
-        s_ok, f_ok = y & np.isfinite(occ), ~y & np.isfinite(occ)
-        share_s = _mean(occ[s_ok])
-        share_f = _mean(occ[f_ok])
+    for name in values:
+        f = facts[name]
+        fires, share_s, share_f = f.fires, f.share_success, f.share_failure
         w = float(weights.get(name, 0.0))
         mean_total = _mean(a_total[fires])
         out[name] = {

@@ -360,18 +360,20 @@ def _paper_diagnostics(
         raise CalibError(f"reward spec {source['name']!r} weights signal {e.args[0]!r}, which was not analysed: "
                          "add it to --signals") from None
     cache: dict[P.AdvantageSettings, tuple[np.ndarray, np.ndarray]] = {}
+    parts = M.split_turns(rewards, data.lengths)  # once for every mode
+    facts = P.signal_facts(data.values, data.lengths, data.success)
 
     def advantages(s: P.AdvantageSettings) -> tuple[np.ndarray, np.ndarray]:
         if s not in cache:
-            cache[s] = P.mode_advantages(rewards, data.lengths, outcome, g, s)
+            cache[s] = P.mode_advantages(parts, data.lengths, outcome, g, s)
         return cache[s]
 
-    tiers = P.tier_alignment(data.values, data.lengths, data.success, weights, *advantages(spec))
+    tiers = P.tier_alignment(data.values, data.lengths, data.success, weights, *advantages(spec), facts=facts)
     diag = {}
     for key in P.DIAGNOSTIC_MODES:
         s = P.diagnostic_settings(key, spec)
         a_total, a_int = advantages(s)
-        t = P.tier_alignment(data.values, data.lengths, data.success, weights, a_total, a_int)
+        t = P.tier_alignment(data.values, data.lengths, data.success, weights, a_total, a_int, facts=facts)
         diag[key] = {**s.to_dict(), **P.diagnostics(data.values, data.lengths, outcome, data.success, a_total, t)}
     mismatched = sorted(n for n, t in tiers.items() if t["aligned"] is False)
     convergence = {

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
-        spec: Annotated[Path, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`).")],
+        spec: Annotated[Path, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`), or preset:NAME (calib spec list).")],
         model: Annotated[
             str,
             typer.Option(
