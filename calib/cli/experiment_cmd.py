@@ -53,8 +53,9 @@ def misalignment_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Train a small softmax policy on the testbed under outcome-only GRPO, naive dense rewards
-    (+0.3 per signal) and the calibrated spec (mt_grpo and gtpo_hybrid), over several seeds; print the
-    table of final success (mean and 95% CI), plot the learning curves and write the results section.
+    (+0.3 per signal), the calibrated spec (mt_grpo and gtpo_hybrid) and the seed paper's presets, over
+    several seeds; print the table of final success (mean and 95% CI), plot the learning curves and
+    write the results section.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
