@@ -55,7 +55,9 @@ def loop(
 
 def _opt(x, spec: str) -> str:
     """A history cell that older rows (before the convergence columns) may lack."""
-    if x is None or x != x:
+    import math
+
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return format(int(x) if spec == "d" else float(x), spec)
 
