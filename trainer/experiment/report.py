@@ -130,7 +130,7 @@ def plot_curves(result: dict[str, Any], out_dir: Path) -> list[Path]:
                             color=line.get_color(), alpha=0.12, lw=0)
     seeds = result["summary"][0]["seeds"]
     setting = result["config"].get("setting", "default")
-    where = "Synthetic testbed" + (", bounded farming" if setting == "bounded" else "")
+    where = "Bounded farming" if setting == "bounded" else "Synthetic testbed"
     ax.set(xlabel="policy-gradient step", ylabel="success % (evaluation rollouts)", ylim=(-2, 102),
            title=f"{where}: learning curves, mean and 95% CI over {seeds} seeds")
     ax.grid(alpha=0.3)
