@@ -14,6 +14,9 @@ provenance: {runs: [r1], store: /path, created: "...", metrics: {gold_match: {gr
 Every error is a :class:`~calib.errors.SpecError` whose message names the file and the field
 (``turn_rewards[1].weight``), so a typo never surfaces as a traceback or, worse, a silent default:
 unknown keys are rejected too. YAML is read with ``yaml.safe_load`` only.
+
+Shipped presets (``calib/presets/*.yaml``, listed by ``calib spec list``) load wherever a spec path
+is accepted, as ``preset:NAME`` (e.g. ``preset:paper-v5-naive``): :func:`load_spec` resolves them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from calib.errors import SpecError
 
 SPEC_VERSION = 1
+PRESET_PREFIX = "preset:"
+PRESET_DIR = Path(__file__).parent / "presets"
 ADVANTAGE_MODES = ("grpo", "mt_grpo", "gtpo_hybrid")  # same names as trainer.advantages
 TURN_NORMS = ("index", "pooled")
 
@@ -242,10 +247,53 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def preset_names() -> list[str]:
+    """Names of the shipped presets (``calib/presets/NAME.yaml``), sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def is_preset(ref: str | Path) -> bool:
+    return str(ref).startswith(PRESET_PREFIX)
+
+
+def resolve_spec_path(ref: str | Path) -> Path:
+    """The file behind a spec reference: ``preset:NAME`` -> the shipped preset, anything else as given.
+
+    An unknown preset is a SpecError that lists the known ones.
+    """
+    if not is_preset(ref):
+        return Path(ref)
+    name = str(ref)[len(PRESET_PREFIX):]
+    names = preset_names()
+    if name not in names:
+        raise SpecError(f"reward spec {ref}: no such preset (presets: {', '.join(names) or 'none'}; see calib spec list)")
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def list_presets() -> list[dict[str, Any]]:
+    """Every preset as ``{ref, name, mode, description, turn_rewards}`` (what ``calib spec list`` shows)."""
+    out = []
+    for name in preset_names():
+        spec = load_spec(f"{PRESET_PREFIX}{name}")
+        extra = spec.provenance.model_extra or {} if spec.provenance is not None else {}
+        out.append({
+            "ref": f"{PRESET_PREFIX}{name}",
+            "name": spec.name,
+            "mode": spec.advantage.mode,
+            "gamma": spec.advantage.gamma,
+            "lambda": spec.lam,
+            "description": str(extra.get("description", "")),
+            "turn_rewards": spec.turn_weights(),
+        })
+    return out
+
+
 def load_spec(path: str | Path, *, known_signals: Iterable[str] | None = None) -> RewardSpec:
-    """Read and validate a spec file. ``known_signals=None`` uses the signal registry (built-ins +
-    entry points); pass an explicit list to check against something else."""
-    p = Path(path)
+    """Read and validate a spec file, or a shipped preset given as ``preset:NAME``.
+
+    ``known_signals=None`` uses the signal registry (built-ins + entry points); pass an explicit
+    list to check against something else."""
+    p = resolve_spec_path(path)
     if not p.is_file():
         raise SpecError(f"reward spec {p}: no such file")
     try:

@@ -239,10 +239,29 @@ def test_cli_on_synthetic_store_with_base_spec(synthetic_store, tmp_path):
     assert doc["parameters"]["turn_norm"] == "pooled"
 
 
+def test_cli_irc_rule_with_a_preset_base_spec(synthetic_store, tmp_path):
+    out = tmp_path / "out"
+    res = _run("analyze", "--store", str(synthetic_store.path), "--runs", "r1", "--out", str(out),
+               "--base-spec", "preset:paper-v5-naive", "--rule", "irc", "--alpha", "0.4", "--delta", "0.05",
+               "--n-boot", "50")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "analysis.json").read_text())
+    assert doc["parameters"]["rule"] == "irc" and doc["parameters"]["irc_alpha"] == 0.4
+    assert doc["convergence"]["source"] == "base" and doc["convergence"]["name"] == "paper-v5-naive"
+    assert doc["convergence"]["mode"] == "mt_grpo"
+    assert set(doc["advantage_diagnostics"]) == {"mt_grpo", "gtpo", "gtpo_hybrid"}
+    assert "soft_match_score" in doc["tier_alignment"] and "message_only" in doc["tier_alignment"]
+    for r in doc["signals"]:
+        assert abs(r["proposed_weight"]) <= 0.4 + 1e-12 and "irc" in r
+    assert "tier alignment of base spec paper-v5-naive" in res.output
+
+
 @pytest.mark.parametrize(
     "args, pattern, code",
     [
         (["--mode", "ppo"], "--mode 'ppo'", 2),
+        (["--rule", "best"], "--rule 'best'", 2),
+        (["--base-spec", "preset:nope"], "no such preset", 2),
         (["--runs", "nope"], "no run 'nope'", 2),
         (["--signals", "gold"], "unknown signal 'gold'", 2),
         (["--signal", "no_such_mod_xyz:f"], "cannot import module", 2),

@@ -200,3 +200,52 @@ def test_cli_quick_does_not_touch_results_md_by_default(tmp_path, monkeypatch):
     doc = json.loads(r.output.strip().splitlines()[-1])
     assert doc["results_md"] is None and not (tmp_path / "docs").exists()
     assert (tmp_path / "reports" / "experiment" / "results.json").exists()
+
+
+def test_paper_arms_use_the_presets():
+    v5 = get_arms(["paper_v5_naive"])[0].fixed_spec()
+    v6 = get_arms(["paper_v6_calibrated"])[0].fixed_spec()
+    assert v5.turn_weights() == load_spec("preset:paper-v5-naive").turn_weights() and v5.advantage.mode == "mt_grpo"
+    assert v6.advantage.mode == "gtpo_hybrid" and v6.turn_weights()["state_change"] == -0.1
+    b = _prior_batch(per_task=4)
+    assert set(v5.turn_weights()) <= set(b.signals)  # the testbed has every signal the presets name
+    r = b.turn_rewards(v5.turn_weights())
+    assert [len(x) for x in r] == list(b.lengths)
+
+
+def test_bounded_setting_ends_idle_conversations_and_adds_the_kl_penalty():
+    from trainer.experiment.misalignment import BOUNDED_KL, BOUNDED_PATIENCE, bounded_setting
+
+    cfg = bounded_setting(quick_config(1))
+    assert cfg.setting == "bounded" and cfg.env.patience == BOUNDED_PATIENCE and cfg.train.kl_coef == BOUNDED_KL
+    tasks = make_tasks(cfg.env, 0)
+    lookups = np.zeros(cfg.env.table_shape)
+    lookups[..., cfg.env.lookup] = 1.0  # a farmer: looks things up for ever
+    b = rollout(tasks, lookups, np.repeat(np.arange(cfg.env.n_tasks), 2), np.random.default_rng(0))
+    assert b.hung_up.all() and not b.timeout.any() and (b.lengths == BOUNDED_PATIENCE).all()
+    # The KL term is 0 at the prior and grows as the policy leaves it.
+    policy = TabularPolicy(tasks)
+    idx = np.zeros(5, dtype=np.int64)
+    assert float(policy.kl_to_prior(idx, idx, idx).detach().sum()) == pytest.approx(0.0, abs=1e-12)
+    with torch.no_grad():
+        policy.theta[0, 0, 0, 0] += 2.0
+    assert float(policy.kl_to_prior(idx, idx, idx).detach().min()) > 0.01
+
+
+def test_cli_bounded_setting_writes_its_own_section(tmp_path):
+    from trainer.experiment.report import BOUNDED_SECTION
+
+    md = tmp_path / "results.md"
+    md.write_text(f"# Results\n\n{SECTION}\n\ndefault table\n\n## Real model\n\nkept\n")
+    r = CliRunner().invoke(
+        app, ["experiment", "misalignment", "--seeds", "2", "--quick", "--steps", "4", "--setting", "bounded",
+              "--arms", "grpo,paper_v6_calibrated", "--out", str(tmp_path / "exp"), "--results-md", str(md)],
+    )
+    assert r.exit_code == 0, r.output
+    text = md.read_text()
+    assert text.index(SECTION) < text.index(BOUNDED_SECTION) < text.index("## Real model")
+    assert "default table" in text and "kept" in text and "--setting bounded" in text
+    assert "hangs up after 3 turns" in text and "KL penalty to the initial policy 0.04" in text
+    assert (tmp_path / "exp" / "misalignment_curves_bounded.png").exists()
+    r = CliRunner().invoke(app, ["experiment", "misalignment", "--setting", "nope", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--setting 'nope'" in r.output

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.envs.synthetic import SIGNALS
 from calib.store import Store
 from trainer.loop import HISTORY_TABLE, run_loop
 from trainer.loop_config import load_loop_config
@@ -57,7 +58,8 @@ def test_synthetic_loop_two_iterations(tmp_path: Path):
     assert hist.trained.all() and (hist.train_steps == 8).all()
     for row in hist.to_dict("records"):
         assert 0.0 <= row["eval_success"] <= 1.0
-        assert set(json.loads(row["weights"])) == {"gold_match", "read_only", "state_change", "valid_call", "tool_error"}
+        assert set(json.loads(row["weights"])) == set(SIGNALS)
+        assert row["mismatches"] >= 0 and -1.0 <= row["corr_turn_reward_outcome"] <= 1.0
         assert json.loads(row["pass_hat_k"])["1"] == row["eval_success"]
     # iteration 1 starts from iteration 0's trained policy, and its spec from iteration 0's spec
     assert (tmp_path / "work" / "policy" / "it0.pt").exists() and (tmp_path / "work" / "policy" / "it1.pt").exists()
@@ -66,6 +68,25 @@ def test_synthetic_loop_two_iterations(tmp_path: Path):
     runs = set(store.runs())
     assert runs == {"syn-it0", "syn-it0-eval", "syn-it1", "syn-it1-eval"}
     assert set(store.query("SELECT DISTINCT iteration FROM episodes WHERE run_id LIKE 'syn-it1%'").iteration) == {1}
+
+
+def test_stop_when_ends_the_loop_early_and_records_convergence(tmp_path: Path):
+    # A threshold every iteration meets (any finite correlation > -1, any number of mismatches):
+    # the loop stops after iteration 0 of 3. A threshold none meets runs every iteration.
+    body = {**SYNTHETIC, "iterations": 3, "stop_when": {"max_mismatches": 99, "min_corr": -1.0},
+            "train": {**SYNTHETIC["train"], "max_steps": 2}}
+    cfg = load_loop_config(_config(tmp_path, body))
+    logs: list[str] = []
+    res = run_loop(cfg, log=logs.append)
+    assert res.stopped_at == 0 and list(res.history.iteration) == [0]
+    assert any("stop_when met" in m for m in logs)
+    row = res.history.iloc[0]
+    analysis = json.loads((tmp_path / "work" / "it0" / "analysis" / "analysis.json").read_text())
+    assert row["mismatches"] == analysis["convergence"]["mismatches"]
+    assert row["corr_turn_reward_outcome"] == analysis["convergence"]["corr_turn_reward_outcome"]
+    body2 = {**body, "workdir": "work2", "iterations": 2, "stop_when": {"max_mismatches": 0, "min_corr": 1.0}}
+    res2 = run_loop(load_loop_config(_config(tmp_path, body2)), log=lambda _m: None)
+    assert res2.stopped_at is None and list(res2.history.iteration) == [0, 1]
 
 
 def test_oracle_loop_on_airline_mini(tmp_path: Path):

@@ -21,7 +21,7 @@ from calib.report.gather import analysis_for_store
 from calib.report.safe import content_security_policy, json_for_script, plain, script_hash
 from calib.store import Store
 
-SECTIONS = ("summary", "signals", "forest", "positions", "distributions", "advantages", "history", "spec", "episodes")
+SECTIONS = ("summary", "signals", "tiers", "diagnostics", "forest", "positions", "distributions", "advantages", "history", "spec", "episodes")
 PAYLOADS = (
     "<script>window.__pwned=1</script>",
     '<img src=x onerror="window.__pwned=2">',
@@ -214,6 +214,36 @@ def test_table_numbers_equal_analysis_json(html, analysed):
         assert _f(c["misaligned_mass"]["data-value"]) == s["misaligned_mass"][mode]
         assert c["verdict"]["data-value"] == s["verdict"]
     assert embedded(html, "calib-report-data")["analysis"] == doc
+
+
+def _rows_by(html_text: str, row_attr: str) -> dict[str, dict[str, dict[str, str | None]]]:
+    """{row id: {column key: cell attributes}} for the rows that carry ``row_attr``."""
+    out: dict[str, dict[str, dict[str, str | None]]] = {}
+    current = None
+    for tag, attrs in parse(html_text).tags:
+        if tag == "tr":
+            current = out.setdefault(attrs[row_attr], {}) if row_attr in attrs else None
+        elif tag in ("td", "th") and current is not None and "data-key" in attrs:
+            current[attrs["data-key"]] = attrs
+    return out
+
+
+def test_paper_tables_equal_analysis_json(html, analysed):
+    """Tier alignment (the paper's Tables 1 and 4) and advantage diagnostics (its Table 2) show the
+    numbers of analysis.json."""
+    doc = json.loads(analysed[2].read_text())
+    tiers = _rows_by(html, "data-tier")
+    assert set(tiers) == set(doc["tier_alignment"]) and tiers
+    for name, t in doc["tier_alignment"].items():
+        c = tiers[name]
+        for key in ("weight", "mean_A_I", "mean_A_total", "share_success", "share_failure", "gap"):
+            assert _f(c[key]["data-value"]) == t[key], (name, key)
+        assert c["aligned"]["data-value"] == {True: "yes", False: "no", None: "n/a"}[t["aligned"]]
+    diag = _rows_by(html, "data-mode")
+    assert list(diag) == ["mt_grpo", "gtpo", "gtpo_hybrid"]
+    for mode, d in doc["advantage_diagnostics"].items():
+        for key in ("mismatches", "corr_adv_outcome", "dead_turn_share", "gold_soft_share"):
+            assert _f(diag[mode][key]["data-value"]) == d[key], (mode, key)
 
 
 def test_displayed_numbers_round_the_exact_values(html):

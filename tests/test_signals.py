@@ -77,11 +77,13 @@ EXPECTED = {
     #                      0  1  2  3  4  5  6  7  8  9  10 11
     "gold_match":         [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
     "soft_match":         [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+    "soft_match_score":   [0, 0, 0, 0.5, 0, 0, 0, 0, 0, 0, 0, 0],  # R2 vs R1: no argument matches
     "read_only":          [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
     "state_change":       [0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0],
     "tool_error":         [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0],
     "valid_call":         [1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 0],
     "redundant_call":     [0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+    "message_only":       [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
     "confirm_before_write": [0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 0, 0],
     "progress":           [0, 0, 0, 0, 0.5, 0.5, 0, 0, N, N, N, N],
 }
@@ -121,6 +123,37 @@ def test_hand_episode_sql_equals_expected(store):
         assert _stored(store, name, "hand") == py[name], name
 
 
+def soft_episode() -> dict:
+    """Soft matches with known argument shares (the seed paper's graded soft match)."""
+    m = [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}]
+    m += _call("c0", "send_certificate", {"user_id": "u1", "amount": 100})  # 1 of 2 arguments: 0.75
+    m += _call("c1", "update_reservation_baggages", {"reservation_id": "R1", "total_baggages": 3,
+                                                     "nonfree_baggages": 0, "payment_id": "p1"})  # 3 of 4: 0.875
+    m += _call("c2", "send_certificate", {"user_id": "u2", "amount": "50.0"})  # amount only (number schema): 0.75
+    m += _call("c3", "send_certificate", {"user_id": "u1", "amount": 50})  # gold: soft score 0
+    m += _call("c4", "send_certificate", {"user_id": "u1", "amount": 50})  # repeat of a matched gold: not soft
+    m += [{"role": "assistant", "content": "Done."}]
+    return {
+        "episode_id": "soft", "run_id": "soft", "task_id": "t", "outcome": 0.0, "messages": m,
+        "expected_actions": [
+            {"name": "send_certificate", "arguments": {"user_id": "u1", "amount": 50}},
+            {"name": "update_reservation_baggages", "arguments": {"reservation_id": "R1", "total_baggages": 2,
+                                                                  "nonfree_baggages": 0, "payment_id": "p1"}},
+        ],
+    }
+
+
+def test_soft_match_score_grades_argument_share(store):
+    got = episode_signals(normalize_episode(soft_episode()), CAT)
+    assert got["soft_match_score"] == [0.75, 0.875, 0.75, 0.0, 0.0, 0.0]
+    assert got["soft_match"] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert got["message_only"] == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    store.add_episodes([soft_episode()], source="soft")
+    compute_signals(store, ["soft_match_score", "message_only"], catalogue=CAT)
+    assert _stored(store, "soft_match_score", "soft") == got["soft_match_score"]
+    assert _stored(store, "message_only", "soft") == got["message_only"]
+
+
 def test_gold_matches_each_expected_action_at_most_once():
     rec = hand_episode()
     ep = normalize_episode(rec)
@@ -136,6 +169,7 @@ def test_no_expected_actions_gives_null_gold(store):
     rec.pop("info")
     got = episode_signals(normalize_episode(rec), CAT)
     assert set(got["gold_match"]) == {None} and set(got["soft_match"]) == {None}
+    assert set(got["soft_match_score"]) == {None}
     assert set(got["progress"]) == {None}
     # without gold, every write is a state change
     assert got["state_change"] == [0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 0, 0]

@@ -122,3 +122,40 @@ def test_custom_signal_names_are_accepted_and_known_signals_checked(tmp_path):
     assert load_spec(p, known_signals=["polite"]).turn_weights() == {"polite": 0.1}
     with pytest.raises(SpecError, match="unknown signal 'polite'"):
         load_spec(p, known_signals=list(BUILTIN_SIGNALS))
+
+
+@pytest.mark.parametrize("name", ["paper-v5-naive", "paper-v6-calibrated"])
+def test_presets_load_and_validate(name):
+    from calib.spec import list_presets, preset_names
+
+    spec = load_spec(f"preset:{name}")
+    assert spec.name == name and name in preset_names()
+    w = spec.turn_weights()
+    assert w["gold_match"] == 1.0 and w["soft_match_score"] == 1.0 and w["message_only"] == 0.0
+    assert w["tool_error"] == -0.1 and w["redundant_call"] == -0.2
+    if name == "paper-v5-naive":
+        assert spec.advantage.mode == "mt_grpo" and w["read_only"] == 0.3 and w["state_change"] == 0.1
+    else:
+        assert spec.advantage.mode == "gtpo_hybrid" and (spec.advantage.gamma, spec.lam) == (0.9, 0.3)
+        assert w["read_only"] == 0.0 and w["state_change"] == -0.1
+    assert any(p["ref"] == f"preset:{name}" for p in list_presets())
+
+
+def test_unknown_preset_names_the_known_ones():
+    with pytest.raises(SpecError, match="no such preset.*paper-v5-naive"):
+        load_spec("preset:paper-v9")
+
+
+def test_spec_list_cli():
+    import json
+
+    from typer.testing import CliRunner
+
+    from calib.cli import app
+
+    res = CliRunner().invoke(app, ["spec", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    refs = [p["ref"] for p in json.loads(res.stdout)]
+    assert refs == ["preset:paper-v5-naive", "preset:paper-v6-calibrated"]
+    res = CliRunner().invoke(app, ["spec", "list"])
+    assert res.exit_code == 0 and "preset:paper-v6-calibrated" in res.output

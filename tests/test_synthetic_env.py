@@ -30,16 +30,29 @@ def _uniform_batch(seed: int = 0, per_task: int = 40, cfg: SyntheticConfig = CFG
 def _reference(tasks, task: int, actions: list[int]) -> dict:
     """Plain-Python replay of one episode's actions: the rules of the module docstring, step by step."""
     c = tasks.config
-    stage, broken, replied = 0, False, False
+    stage, broken, replied, idle, hung_up = 0, False, False, 0, False
     sig = {s: [] for s in SIGNALS}
     n = int(tasks.stages[task])
+    seen = set()
+    soft_score = {0: 0.875, 1: 0.75, 2: 0.5}  # arguments of the gold call repeated: 3/4, 1/2, 0/1
     for a in actions:
         name = action_names(c.n_variants)[a]
-        gold = wrong = False
+        gold = wrong = soft = redundant = False
+        tool = min(stage, n - 1)
         if name.startswith("write_"):
             w = int(name.split("_")[1])
             gold = stage < n and w == tasks.gold[task, stage]
             wrong = not gold
+            soft = wrong and not (stage >= n and w == tasks.gold[task, tool])
+            redundant = ("write", tool, w) in seen
+            seen.add(("write", tool, w))
+        elif name == "lookup":
+            redundant = "lookup" in seen
+            seen.add("lookup")
+        sig["soft_match"].append(float(soft))
+        sig["soft_match_score"].append(soft_score[tool] if soft else 0.0)
+        sig["redundant_call"].append(float(redundant))
+        sig["message_only"].append(float(name == "reply"))
         sig["gold_match"].append(float(gold))
         sig["state_change"].append(float(wrong))
         sig["read_only"].append(float(name == "lookup"))
@@ -50,7 +63,12 @@ def _reference(tasks, task: int, actions: list[int]) -> dict:
         if name == "reply":
             replied = True
             break
-    return {"success": replied and stage == n and not broken, "timeout": not replied, "signals": sig}
+        idle = 0 if gold else idle + 1
+        if c.patience and idle >= c.patience:
+            hung_up = True
+            break
+    return {"success": replied and stage == n and not broken, "timeout": not replied and not hung_up,
+            "hung_up": hung_up, "signals": sig}
 
 
 def test_config_errors_name_the_field():
@@ -70,15 +88,19 @@ def test_tasks_are_seeded():
     assert a.gold.max() < CFG.n_variants
 
 
-def test_rollout_matches_reference_replay():
-    b = _uniform_batch(seed=3)
-    assert b.success.any() and (~b.success).any() and b.timeout.any()
+@pytest.mark.parametrize("patience", [0, 2])
+def test_rollout_matches_reference_replay(patience):
+    cfg = SyntheticConfig(n_tasks=12, patience=patience)
+    b = _uniform_batch(seed=3, cfg=cfg)
+    assert b.success.any() and (~b.success).any() and (b.timeout.any() if not patience else b.hung_up.any())
+    assert b.signals["soft_match"].any() and b.signals["redundant_call"].any()
     for i in range(b.n_episodes):
         acts = [int(a) for a in b.actions[i, : b.lengths[i]]]
         assert (b.actions[i, b.lengths[i] :] == -1).all()
         ref = _reference(b.tasks, int(b.task[i]), acts)
         assert ref["success"] == bool(b.success[i]), i
         assert ref["timeout"] == bool(b.timeout[i]), i
+        assert ref["hung_up"] == bool(b.hung_up[i]), i
         for s in SIGNALS:
             assert ref["signals"][s] == list(b.signals[s][i, : b.lengths[i]]), (i, s)
 
@@ -144,9 +166,10 @@ def test_turn_rewards_are_weighted_sums():
     assert np.allclose(flat, 0.5 * b.flat("gold_match") - 0.25 * b.flat("state_change"))
 
 
-def test_records_give_the_same_signals_as_the_store_builtins():
+@pytest.mark.parametrize("patience", [0, 2])
+def test_records_give_the_same_signals_as_the_store_builtins(patience):
     """Native records, read back through the canonical record and the built-in signal definitions."""
-    b = _uniform_batch(seed=2, per_task=6)
+    b = _uniform_batch(seed=2, per_task=6, cfg=SyntheticConfig(n_tasks=12, patience=patience))
     cat = airline_catalogue()
     recs = list(b.to_records(run_id="syn", iteration=1, step=7))
     assert len(recs) == b.n_episodes and len({r["episode_id"] for r in recs}) == b.n_episodes

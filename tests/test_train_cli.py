@@ -305,6 +305,10 @@ def test_cli_errors_are_one_line(tmp_path, spec_file):
     )
     assert r.exit_code == 2 and "no such file" in r.output and "Traceback" not in r.output
     r = runner.invoke(
+        app, ["train", "--spec", "preset:paper-v9", "--model", "tiny", "--output-dir", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2 and "no such preset" in r.output and "paper-v5-naive" in r.output
+    r = runner.invoke(
         app,
         [
             "train",

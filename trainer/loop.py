@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from calib.errors import CalibError
@@ -84,6 +85,7 @@ class LoopResult:
     store: Path
     history: pd.DataFrame
     ran: list[str]  # "i:stage" of the stages run by this call (resumed ones are not listed)
+    stopped_at: int | None = None  # iteration after which stop_when held (None: ran every iteration)
 
 
 def run_loop(cfg: LoopConfig, *, log: Callable[[str], None] = print) -> LoopResult:
@@ -97,14 +99,33 @@ def run_loop(cfg: LoopConfig, *, log: Callable[[str], None] = print) -> LoopResu
     state = LoopState.load(work / "loop_state.json")
     family = make_family(cfg, work)
     ran: list[str] = []
+    stopped_at = None
 
     for it in range(cfg.iterations):
         _run_iteration(cfg, it, work, store, state, family, log, ran)
+        if converged(cfg, state.done(it, "analyze") or {}):
+            a = state.done(it, "analyze") or {}
+            log(f"[iteration {it}] stop_when met: {a.get('mismatches')} mismatched signal(s), "
+                f"corr(mean turn reward, outcome) {a.get('corr_turn_reward_outcome'):+.2f}")
+            stopped_at = it
+            break
 
     history = store.read_table(HISTORY_TABLE)
     if history is None:
         history = pd.DataFrame()
-    return LoopResult(workdir=work, store=store.path, history=history, ran=ran)
+    return LoopResult(workdir=work, store=store.path, history=history, ran=ran, stopped_at=stopped_at)
+
+
+def converged(cfg: LoopConfig, analysis: dict[str, Any]) -> bool:
+    """``stop_when`` holds for an iteration's analysis: few enough mismatches and a high enough
+    correlation (an undefined correlation never counts as converged)."""
+    stop = cfg.stop_when
+    if stop is None:
+        return False
+    mism, corr = analysis.get("mismatches"), analysis.get("corr_turn_reward_outcome")
+    if mism is None or corr is None or not np.isfinite(corr):
+        return False
+    return mism <= stop.max_mismatches and corr > stop.min_corr
 
 
 def _run_iteration(cfg: LoopConfig, it: int, work: Path, store: Store, state: LoopState, family: Any,
@@ -153,6 +174,8 @@ def _analyze(cfg: LoopConfig, store: Store, run_id: str, it_dir: Path, prev_spec
         from calib.envs.synthetic import SIGNALS  # the testbed's policy is trained on these arrays
 
         names = list(SIGNALS)
+    if base is not None:
+        names = list(dict.fromkeys([*names, *base.active_signals()]))  # its diagnostics need its signals
     adv = base.advantage if base is not None else None
     acfg = AnalysisConfig(
         n_boot=cfg.analysis.bootstrap,
@@ -165,13 +188,17 @@ def _analyze(cfg: LoopConfig, store: Store, run_id: str, it_dir: Path, prev_spec
     )
     domain = cfg.domain if cfg.family != "synthetic" else "airline"
     compute_signals(store, names, catalogue=get_catalogue(domain), runs=[run_id])
-    result = analyze_store(store, names, runs=[run_id], config=acfg)
+    result = analyze_store(store, names, runs=[run_id], config=acfg, base=base)
     spec = propose_spec(result, acfg, base=base, name=f"{cfg.name}-it{int(it_dir.name[2:])}", store=str(store.path))
     paths = write_outputs(result, spec, it_dir / "analysis")
     metrics = {r["signal"]: {"verdict": r["verdict"], "group_auc": r["group_auc"], "auc": r["auc"],
                              "weight": r["proposed_weight"]} for r in result.signals}
+    conv = result.convergence  # tier alignment of the spec these rollouts were trained with (base)
+    corr = conv["corr_turn_reward_outcome"]
     return {"proposed_spec": str(paths["reward_spec.yaml"]), "analysis": str(paths["analysis.json"]),
-            "metrics": metrics, "informative_groups": result.summary.get("informative_groups")}
+            "metrics": metrics, "informative_groups": result.summary.get("informative_groups"),
+            "mismatches": conv["mismatches"], "mismatched_signals": conv["mismatched_signals"],
+            "corr_turn_reward_outcome": float(corr) if np.isfinite(corr) else None}
 
 
 def _accept_spec(cfg: LoopConfig, it_dir: Path, analysis: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -213,6 +240,8 @@ def _record(cfg: LoopConfig, store: Store, it: int, roll: dict, analysis: dict, 
         "train_steps": trained.get("steps", 0),
         "signal_metrics": json.dumps(analysis["metrics"]),
         "informative_groups": analysis.get("informative_groups"),
+        "mismatches": analysis.get("mismatches"),
+        "corr_turn_reward_outcome": analysis.get("corr_turn_reward_outcome"),
         "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     old = store.read_table(HISTORY_TABLE)

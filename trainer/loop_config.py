@@ -54,6 +54,16 @@ class TrainSection(_Model):
         return v
 
 
+class StopWhen(_Model):
+    """Stop the loop after an iteration whose rollouts show the trained spec converged (the seed
+    paper's criterion): no misaligned signal and turn rewards that track the outcome."""
+
+    max_mismatches: int = Field(0, ge=0, description="Stop only if at most this many signals are misaligned "
+                                "(tier alignment of the spec the rollouts were trained with).")
+    min_corr: float = Field(0.3, ge=-1.0, le=1.0, description="... and the correlation between an episode's mean "
+                            "turn reward and its outcome exceeds this.")
+
+
 class LoopConfig(_Model):
     """One calibration loop: rollout -> ingest -> analyze -> spec -> train -> eval, ``iterations`` times."""
 
@@ -75,6 +85,8 @@ class LoopConfig(_Model):
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval_samples: int = Field(4, ge=1, description="Episodes per task for the evaluation after training.")
+    stop_when: StopWhen | None = Field(None, description="Stop before `iterations` when converged (mismatches "
+                                       "and correlation, see StopWhen); null = always run every iteration.")
 
     def path(self, *parts: str) -> Path:
         return Path(self.workdir).joinpath(*parts)

@@ -92,6 +92,11 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
 VLLM_MODES = ("colocate", "server")
 
 
+def is_preset(spec: Path) -> bool:
+    """``preset:NAME`` (a shipped spec, ``calib spec list``) rather than a file."""
+    return str(spec).startswith("preset:")
+
+
 def check_options(job: TrainJob) -> None:
     """Validate the job's values and their combinations (no file system access, nothing loaded)."""
     for name in ("max_steps", "save_steps", "samples_per_task", "max_turns", "max_new_tokens", "lora_r"):
@@ -117,7 +122,7 @@ def check_options(job: TrainJob) -> None:
 def _check(job: TrainJob) -> Path | None:
     """Validate the job before anything heavy is loaded; return the checkpoint to resume from."""
     check_options(job)
-    if not job.spec.is_file():
+    if not (job.spec.is_file() or is_preset(job.spec)):  # presets: load_spec resolves them
         raise UsageError(f"--spec {job.spec}: no such file")
     checkpoints = complete_checkpoints(job.output_dir)
     if job.resume:
@@ -144,7 +149,7 @@ def plan_train(job: TrainJob) -> dict[str, Any]:
     check_options(job)
     run_id = job.run_id or job.output_dir.name
     args = build_config(job, run_id=run_id, cuda=False)
-    missing = [] if job.spec.is_file() else [f"--spec {job.spec}"]
+    missing = [] if job.spec.is_file() or is_preset(job.spec) else [f"--spec {job.spec}"]
     if job.resume and not complete_checkpoints(job.output_dir):
         missing.append(f"--resume: a checkpoint in {job.output_dir}")
     return {

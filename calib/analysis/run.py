@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from calib.analysis import metrics as M
+from calib.analysis import paper as P
 from calib.errors import CalibError, UsageError
 
 VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
 AGGREGATES = ("mean", "sum", "any", "max")
+RULES = ("auc", "irc")
 ANALYSIS_SCHEMA_VERSION = 1
 
 
@@ -56,6 +58,15 @@ class AnalysisConfig:
     value_quantile: float = field(default=0.95, metadata={"help": "Weights of signals beyond [0, 1] are divided by "
                                   "this quantile of |value| so a typical turn stays within the cap."})
 
+    # Parameters that control the calibration rule (docs/signals.md, "Two calibration rules")
+    rule: str = field(default="auc", metadata={"help": "auc (calib's: group-AUC CI + sign agreement, weight from "
+                      "2*group_auc-1) | irc (the seed paper's: weight = irc_alpha * rho where |rho| > irc_delta, "
+                      "rho = point-biserial r of occurrence with the outcome, then the sign check)."})
+    irc_alpha: float = field(default=0.5, metadata={"help": "irc: weight per unit of correlation. 0.5 keeps a "
+                             "perfectly correlated signal at half the outcome's weight of 1."})
+    irc_delta: float = field(default=0.1, metadata={"help": "irc: |rho| at or below this gives weight 0. 0.1 is "
+                             "Cohen's 'small' correlation, and 2/sqrt(n) (the 95% noise band) at n = 400 episodes."})
+
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATES:
             raise UsageError(f"aggregate={self.aggregate!r}: expected one of {', '.join(AGGREGATES)}")
@@ -77,6 +88,12 @@ class AnalysisConfig:
             raise UsageError(f"min_agreement={self.min_agreement}: expected a share in [0, 1]")
         if self.max_positions < 0:
             raise UsageError(f"max_positions={self.max_positions}: expected >= 0")
+        if self.rule not in RULES:
+            raise UsageError(f"rule={self.rule!r}: expected one of {', '.join(RULES)}")
+        if not (math.isfinite(self.irc_alpha) and self.irc_alpha >= 0):
+            raise UsageError(f"irc_alpha={self.irc_alpha}: expected a finite number >= 0")
+        if not (math.isfinite(self.irc_delta) and 0 <= self.irc_delta < 1):
+            raise UsageError(f"irc_delta={self.irc_delta}: expected a correlation threshold in [0, 1)")
 
 
 @dataclass
@@ -99,6 +116,10 @@ class AnalysisResult:
     signals: list[dict[str, Any]]  # the same, nested (analysis.json)
     summary: dict[str, Any]
     parameters: dict[str, Any]
+    # The seed paper's diagnostics of the evaluated spec (calib.analysis.paper): base spec, else proposed.
+    tier_alignment: dict[str, dict[str, Any]] = field(default_factory=dict)
+    advantage_diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    convergence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(
@@ -107,6 +128,9 @@ class AnalysisResult:
                 "summary": self.summary,
                 "parameters": self.parameters,
                 "signals": self.signals,
+                "tier_alignment": self.tier_alignment,
+                "advantage_diagnostics": self.advantage_diagnostics,
+                "convergence": self.convergence,
             }
         )
 
@@ -189,8 +213,11 @@ def analyze_arrays(
     config: AnalysisConfig | None = None,
     *,
     on_signal: Callable[[str], None] | None = None,
+    base: Any = None,
 ) -> AnalysisResult:
-    """Every metric of every signal in ``data.values``; the verdicts and proposed weights."""
+    """Every metric of every signal in ``data.values``; the verdicts and proposed weights; and the
+    seed paper's diagnostics (tier alignment, advantage diagnostics) of ``base`` (a RewardSpec: the
+    rewards the rollouts were trained with) or, without one, of the proposed weights."""
     cfg = config or AnalysisConfig()
     names = list(data.values)
     E = data.lengths.size
@@ -257,6 +284,9 @@ def analyze_arrays(
                 "reason": _reason(verdict, g_ci, agree, cfg),
             }
         )
+    if cfg.rule == "irc":
+        _apply_irc(rows, data, g, cfg)
+    paper = _paper_diagnostics(data, g, rows, cfg, base)
     rows.sort(key=lambda r: (VERDICT_ORDER[r["verdict"]], -abs(_nz(r["group_auc"]) - cfg.null_auc), r["signal"]))
     n_pos = np.bincount(g, weights=y)
     n_all = np.bincount(g)
@@ -270,7 +300,90 @@ def analyze_arrays(
         "excluded_error_episodes": data.excluded_error_episodes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return AnalysisResult(table=_flat_table(rows), signals=rows, summary=summary, parameters=asdict(cfg))
+    return AnalysisResult(table=_flat_table(rows), signals=rows, summary=summary, parameters=asdict(cfg), **paper)
+
+
+def _settings(cfg: AnalysisConfig) -> P.AdvantageSettings:
+    return P.AdvantageSettings(mode=cfg.mode, gamma=cfg.gamma, lam=cfg.lam, turn_norm=cfg.turn_norm)
+
+
+def _apply_irc(rows: list[dict[str, Any]], data: EpisodeData, g: np.ndarray, cfg: AnalysisConfig) -> None:
+    """Replace verdicts and weights with the seed paper's rule: alpha * rho where |rho| > delta, then
+    the sign check: a weight whose tier would be misaligned under ``cfg.mode`` (mean A_total at its
+    turns of the other sign) is set to 0. Weights of signals beyond [0, 1] are scaled like calib's."""
+    irc = P.irc_weights(data.values, data.lengths, data.outcome, alpha=cfg.irc_alpha, delta=cfg.irc_delta)
+    weights = {r["signal"]: irc[r["signal"]][1] / max(_nz_scale(r["value_scale"]), 1.0) for r in rows}
+    rewards = P.spec_turn_rewards(data.values, weights, int(data.lengths.sum()))
+    a_total, a_int = P.mode_advantages(rewards, data.lengths, data.outcome, g, _settings(cfg))
+    tiers = P.tier_alignment(data.values, data.lengths, data.success, weights, a_total, a_int)
+    for r in rows:
+        name = r["signal"]
+        rho, w = irc[name][0], weights[name]
+        ok = tiers[name]["aligned"] is not False
+        final = w if ok else 0.0
+        r["irc"] = {"rho": rho, "weight_before_sign_check": w, "sign_check": tiers[name]["aligned"]}
+        r["proposed_weight"] = final
+        r["verdict"] = "keep" if final > 0 else ("flip" if final < 0 else "zero")
+        if not np.isfinite(rho):
+            r["reason"] = "irc: rho undefined (occurrence or outcome has no variance): weight 0"
+        elif abs(rho) <= cfg.irc_delta:
+            r["reason"] = f"irc: |rho| {abs(rho):.2f} <= delta {cfg.irc_delta:g}: weight 0"
+        elif not ok:
+            r["reason"] = (f"irc: rho {rho:+.2f}, but the sign check fails: mean A_total at its turns is "
+                           f"{tiers[name]['mean_A_total']:+.2f} under {cfg.mode}: weight 0")
+        else:
+            r["reason"] = f"irc: rho {rho:+.2f} (|rho| > {cfg.irc_delta:g}), weight {cfg.irc_alpha:g} x rho"
+
+
+def _nz_scale(x: float) -> float:
+    return float(x) if np.isfinite(x) and x > 0 else 1.0
+
+
+def _paper_diagnostics(
+    data: EpisodeData, g: np.ndarray, rows: list[dict[str, Any]], cfg: AnalysisConfig, base: Any
+) -> dict[str, Any]:
+    """tier_alignment, advantage_diagnostics and convergence of the evaluated spec (see analyze_arrays)."""
+    if base is not None:
+        adv = base.advantage
+        spec = P.AdvantageSettings(mode=adv.mode, gamma=adv.gamma, lam=adv.lam, turn_norm=adv.turn_norm)
+        weights = base.turn_weights()
+        outcome = base.outcome.weight * data.outcome
+        source = {"source": "base", "name": base.name}
+    else:
+        spec = _settings(cfg)
+        weights = {r["signal"]: float(r["proposed_weight"]) for r in rows}
+        outcome = data.outcome
+        source = {"source": "proposed", "name": None}
+    try:
+        rewards = P.spec_turn_rewards(data.values, weights, int(data.lengths.sum()))
+    except KeyError as e:
+        raise CalibError(f"reward spec {source['name']!r} weights signal {e.args[0]!r}, which was not analysed: "
+                         "add it to --signals") from None
+    cache: dict[P.AdvantageSettings, tuple[np.ndarray, np.ndarray]] = {}
+    parts = M.split_turns(rewards, data.lengths)  # once for every mode
+    facts = P.signal_facts(data.values, data.lengths, data.success)
+
+    def advantages(s: P.AdvantageSettings) -> tuple[np.ndarray, np.ndarray]:
+        if s not in cache:
+            cache[s] = P.mode_advantages(parts, data.lengths, outcome, g, s)
+        return cache[s]
+
+    tiers = P.tier_alignment(data.values, data.lengths, data.success, weights, *advantages(spec), facts=facts)
+    diag = {}
+    for key in P.DIAGNOSTIC_MODES:
+        s = P.diagnostic_settings(key, spec)
+        a_total, a_int = advantages(s)
+        t = P.tier_alignment(data.values, data.lengths, data.success, weights, a_total, a_int, facts=facts)
+        diag[key] = {**s.to_dict(), **P.diagnostics(data.values, data.lengths, outcome, data.success, a_total, t)}
+    mismatched = sorted(n for n, t in tiers.items() if t["aligned"] is False)
+    convergence = {
+        **source,
+        **spec.to_dict(),
+        "mismatches": len(mismatched),
+        "mismatched_signals": mismatched,
+        "corr_turn_reward_outcome": M.pb_corr(P.episode_mean(rewards, data.lengths), outcome)[0],
+    }
+    return {"tier_alignment": tiers, "advantage_diagnostics": diag, "convergence": convergence}
 
 
 def _reason(verdict: str, ci: tuple[float, float], agree: float, cfg: AnalysisConfig) -> str:
@@ -329,6 +442,7 @@ def analyze_store(
     runs: Sequence[str] | None = None,
     config: AnalysisConfig | None = None,
     on_signal: Callable[[str], None] | None = None,
+    base: Any = None,
 ) -> AnalysisResult:
     """Read the store (signals must already be computed: ``calib.signals.compute``) and analyse."""
     con = store.connect()
@@ -344,6 +458,6 @@ def analyze_store(
         data = load_arrays(con, signals, runs)
     finally:
         con.close()
-    result = analyze_arrays(data, config, on_signal=on_signal)
+    result = analyze_arrays(data, config, on_signal=on_signal, base=base)
     result.summary["store"] = str(store.path)
     return result

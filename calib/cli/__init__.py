@@ -54,6 +54,7 @@ _COMMAND_MODULES = (
     "calib.cli.eval_cmd",
     "calib.cli.analyze_cmd",
     "calib.cli.report_cmd",
+    "calib.cli.spec_cmd",
     "calib.cli.train_cmd",
     "calib.cli.loop_cmd",
     "calib.cli.experiment_cmd",

@@ -28,8 +28,14 @@ def analyze(
     custom: CustomOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for analysis.parquet, analysis.json, reward_spec.yaml.")]
     = Path("calib-analysis"),
-    base_spec: Annotated[Path | None, typer.Option("--base-spec", help="Start from this spec: only its turn rewards change.")]
+    base_spec: Annotated[Path | None, typer.Option("--base-spec", help="Start from this spec (a path or preset:NAME): "
+                         "only its turn rewards change; tier alignment and advantage diagnostics describe it.")]
     = None,
+    rule: Annotated[str, typer.Option("--rule", help="Calibration rule: auc (calib's group-AUC rule) | irc (the "
+                    "seed paper's: alpha x point-biserial rho where |rho| > delta, then the sign check).")] = "auc",
+    alpha: Annotated[float, typer.Option("--alpha", help="irc: weight per unit of correlation (see docs/signals.md).")]
+    = 0.5,
+    delta: Annotated[float, typer.Option("--delta", help="irc: |rho| at or below this gives weight 0.")] = 0.1,
     mode: Annotated[str | None, typer.Option("--mode", help="gtpo_hybrid | mt_grpo: advantage mode whose sign agreement "
                     "decides alignment (default: the base spec's, else gtpo_hybrid).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
@@ -67,6 +73,12 @@ def analyze(
         raise UsageError(f"--n-boot {n_boot}: expected at least 1")
     if not (math.isfinite(weight_cap) and weight_cap >= 0):
         raise UsageError(f"--weight-cap {weight_cap}: expected a finite number >= 0")
+    if rule not in ("auc", "irc"):
+        raise UsageError(f"--rule {rule!r}: expected auc or irc")
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise UsageError(f"--alpha {alpha}: expected a finite number >= 0")
+    if not (math.isfinite(delta) and 0 <= delta < 1):
+        raise UsageError(f"--delta {delta}: expected a correlation threshold in [0, 1)")
     report_writer = _report_writer() if html else None
 
     names = split_csv(signals) or available_signals()
@@ -78,6 +90,7 @@ def analyze(
     base = load_spec(base_spec, known_signals=names + available_signals()) if base_spec is not None else None
     if base is not None:
         check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
+        names = list(dict.fromkeys(names + base.active_signals()))  # its diagnostics need its own signals
     adv = base.advantage if base is not None else None
     cfg = AnalysisConfig(
         aggregate=aggregate,
@@ -88,6 +101,9 @@ def analyze(
         lam=adv.lam if adv is not None else None,
         turn_norm=adv.turn_norm if adv is not None else "index",
         weight_cap=weight_cap,
+        rule=rule,
+        irc_alpha=alpha,
+        irc_delta=delta,
     )
     st = Store(store, create=False)
     run_list = split_csv(runs)
@@ -96,7 +112,7 @@ def analyze(
                   transient=True) as progress:
         computed = compute_signals(st, names, catalogue=get_catalogue(domain), runs=run_list, progress=progress)
         task = progress.add_task("analysing signals", total=len(names))
-        result = analyze_store(st, names, runs=run_list, config=cfg,
+        result = analyze_store(st, names, runs=run_list, config=cfg, base=base,
                                on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
     spec = propose_spec(result, cfg, base=base, name=name, store=str(st.path))
     paths = write_outputs(result, spec, out)
@@ -113,6 +129,11 @@ def analyze(
         typer.echo(json.dumps(doc))
         return
     _print_table(console, result, cfg, computed)
+    conv = result.convergence
+    which = f"base spec {conv['name']}" if conv["source"] == "base" else "the proposed spec"
+    console.print(f"tier alignment of {which} under {conv['mode']}: {conv['mismatches']} mismatched signal(s)"
+                  + (f" ({', '.join(conv['mismatched_signals'])})" if conv["mismatched_signals"] else "")
+                  + f"; corr(mean turn reward, outcome) {_fmt(conv['corr_turn_reward_outcome'], '+.2f')}")
     for p in paths.values():
         console.print(f"wrote [bold]{p}[/]")
     if report_path is not None:

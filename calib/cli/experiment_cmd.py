@@ -37,6 +37,10 @@ def misalignment_command(
         str | None, typer.Option("--arms", help="Comma-separated arms to run (default: all; grpo is the baseline).")
     ] = None,
     first_seed: Annotated[int, typer.Option("--first-seed", help="Seeds run from this value upwards.")] = 0,
+    setting: Annotated[str, typer.Option("--setting", help="default (farming bounded by the turn limit only) | "
+                       "bounded (the customer hangs up after 3 turns without progress; KL penalty 0.04 to the "
+                       "initial policy): the seed paper's conditions. Each has its own results section.")]
+    = "default",
     results_md: Annotated[
         Path | None,
         typer.Option(
@@ -49,19 +53,36 @@ def misalignment_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Train a small softmax policy on the testbed under outcome-only GRPO, naive dense rewards
-    (+0.3 per signal) and the calibrated spec (mt_grpo and gtpo_hybrid), over several seeds; print the
-    table of final success (mean and 95% CI), plot the learning curves and write the results section.
+    (+0.3 per signal), the calibrated spec (mt_grpo and gtpo_hybrid) and the seed paper's presets, over
+    several seeds; print the table of final success (mean and 95% CI), plot the learning curves and
+    write the results section.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from calib.errors import UsageError
     from trainer.experiment.arms import get_arms
-    from trainer.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
-    from trainer.experiment.report import results_section, rich_table, update_results_md, write_outputs
+    from trainer.experiment.misalignment import (
+        SETTINGS,
+        ExperimentConfig,
+        bounded_setting,
+        quick_config,
+        run_experiment,
+    )
+    from trainer.experiment.report import (
+        results_section,
+        rich_table,
+        section_heading,
+        update_results_md,
+        write_outputs,
+    )
 
     console = Console(stderr=json_out)
+    if setting not in SETTINGS:
+        raise UsageError(f"--setting {setting!r}: expected one of {', '.join(SETTINGS)}")
     base = quick_config(seeds) if quick else ExperimentConfig(seeds=seeds)
+    if setting == "bounded":
+        base = bounded_setting(base)
     try:
         arm_list = tuple(a.name for a in get_arms(split_csv(arms)))
         train = dataclasses.replace(base.train, steps=steps) if steps is not None else base.train
@@ -81,10 +102,11 @@ def misalignment_command(
     paths = write_outputs(result, out)
     target = None if no_results_md else (results_md or (None if quick else Path(DEFAULT_RESULTS_MD)))
     if target is not None:
-        command = _command_line(seeds=seeds, steps=steps, quick=quick, arms=arms, first_seed=first_seed, out=out)
+        command = _command_line(seeds=seeds, steps=steps, quick=quick, arms=arms, first_seed=first_seed, out=out,
+                                setting=setting)
         figure = f"figures/{paths['png'].name}"
         update_results_md(target, results_section(result, figure=figure, command=command, seconds=seconds),
-                          [paths["png"], paths["svg"]])
+                          [paths["png"], paths["svg"]], heading=section_heading(setting))
     if json_out:
         import json
 
@@ -98,7 +120,9 @@ def misalignment_command(
                   + (f"; results section written to {target}" if target else ""))
 
 
-def _command_line(*, seeds: int, steps: int | None, quick: bool, arms: str | None, first_seed: int, out: Path) -> str:
+def _command_line(
+    *, seeds: int, steps: int | None, quick: bool, arms: str | None, first_seed: int, out: Path, setting: str = "default"
+) -> str:
     """The command that reproduces this run (from the parsed options, not from sys.argv)."""
     parts = ["calib", "experiment", "misalignment", "--seeds", str(seeds)]
     if steps is not None:
@@ -109,6 +133,8 @@ def _command_line(*, seeds: int, steps: int | None, quick: bool, arms: str | Non
         parts += ["--arms", arms]
     if first_seed:
         parts += ["--first-seed", str(first_seed)]
+    if setting != "default":
+        parts += ["--setting", setting]
     parts += ["--out", str(out)]
     return shlex.join(parts)
 

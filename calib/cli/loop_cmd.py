@@ -36,18 +36,30 @@ def loop(
     result = run_loop(cfg, log=lambda m: console.print(Text(m, style="bold cyan"), highlight=False))
     h = result.history
     t = Table(title=f"calibration history ({result.store})", title_justify="left")
-    for c in ("iteration", "spec", "weights", "rollout success", "eval success", "trained"):
+    for c in ("iteration", "spec", "weights", "rollout success", "eval success", "trained", "mismatches",
+              "corr(r, R)"):
         t.add_column(c)
     import json
-    import math
 
     for row in h.to_dict("records"):
         w = {k: v for k, v in json.loads(row["weights"]).items() if v}
         fmt = lambda x: "-" if x is None or x != x else f"{x:.1%}"
         t.add_row(str(row["iteration"]), row["spec_name"], ", ".join(f"{k} {v:+.2f}" for k, v in w.items()) or "-",
-                  fmt(row["rollout_success"]), fmt(row["eval_success"]), "yes" if row["trained"] else "no")
+                  fmt(row["rollout_success"]), fmt(row["eval_success"]), "yes" if row["trained"] else "no",
+                  _opt(row.get("mismatches"), "d"), _opt(row.get("corr_turn_reward_outcome"), "+.2f"))
     console.print(t)
+    if result.stopped_at is not None:
+        console.print(f"stopped after iteration {result.stopped_at}: stop_when met")
     console.print(f"workdir: {result.workdir}")
+
+
+def _opt(x, spec: str) -> str:
+    """A history cell that older rows (before the convergence columns) may lack."""
+    import math
+
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return format(int(x) if spec == "d" else float(x), spec)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,8 +26,8 @@ def report(
     ] = None,
     spec: Annotated[
         Path | None,
-        typer.Option("--spec", help="Reward spec YAML to show and to draw advantages with; default: the "
-                                    "analysis's proposed spec."),
+        typer.Option("--spec", help="Reward spec YAML (or preset:NAME) to show and to draw advantages with; "
+                                    "default: the analysis's proposed spec."),
     ] = None,
     mode: Annotated[
         str | None,

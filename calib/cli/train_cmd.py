@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     def train(
         ctx: typer.Context,
         spec: Annotated[
-            Path | None, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`). Required.")
+            Path | None, typer.Option("--spec", help="Reward spec YAML (from `calib analyze`), or preset:NAME (calib spec list). Required.")
         ] = None,
         model: Annotated[
             str | None,

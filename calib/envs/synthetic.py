@@ -15,8 +15,10 @@ agent picks one action:
 ``malformed``   a tool call whose arguments do not parse; changes nothing
 ==============  =====================================================================================
 
-The episode ends at the reply or after ``max_turns`` turns (a timeout). **Success** = replied,
-every stage done, no wrong write. So success depends on some decisions (the writes and the final
+The episode ends at the reply or after ``max_turns`` turns (a timeout). With ``patience`` > 0 the
+customer also ends it (a hang-up, a failure) after ``patience`` turns in a row that make no progress
+(no gold write): the bound on farming that a real user puts on an agent that calls tools for ever,
+as in the seed paper's setting. **Success** = replied, every stage done, no wrong write. So success depends on some decisions (the writes and the final
 reply) and not on others (lookups, malformed calls, except that they use up turns).
 
 Candidate per-turn signals (names and meaning as the built-in signals of DESIGN section 3, so the
@@ -30,6 +32,13 @@ signal            fires on                                        stands for
 ``state_change``  a wrong write                                   fires more in failures
 ``valid_call``    every parseable call (lookup or write)          the seed paper's naive +0.3 bonus
 ``tool_error``    a malformed call                                an error signal
+``soft_match``    a write that names an expected tool with        the paper's soft tier
+                  other arguments (a wrong variant)
+``soft_match_score``  0.5 + 0.5 x the share of the expected       the paper's graded soft match
+                  action's arguments the wrong write matches
+``redundant_call``  a lookup or write identical to an earlier     the paper's redundancy penalty
+                  one of the episode
+``message_only``  the reply (a message, no tool call)             the paper's message tier
 ================  ==============================================  ==================================
 
 The agent is given as a probability table ``probs[task, stage, looked, action]`` (the observation
@@ -49,13 +58,18 @@ from typing import Any
 
 import numpy as np
 
-SIGNALS = ("gold_match", "read_only", "state_change", "valid_call", "tool_error")
+SIGNALS = ("gold_match", "read_only", "state_change", "valid_call", "tool_error",
+           "soft_match", "soft_match_score", "redundant_call", "message_only")
 MAX_STAGES = 3  # one distinct write tool per stage keeps a wrong write from matching a later gold one
 
 # Airline tool names for the native records: the built-in signals read them through the airline
 # catalogue (get_reservation_details is read-only, the three stage tools are writes).
 LOOKUP_TOOL = "get_reservation_details"
 STAGE_TOOLS = ("update_reservation_baggages", "send_certificate", "cancel_reservation")
+# soft_match_score of a wrong variant of each stage tool: 0.5 + 0.5 x the share of the gold call's
+# arguments it repeats (see _write_call): 3 of 4 for the baggage update, 1 of 2 for the
+# certificate (same user, other amount), 0 of 1 for the cancellation (other reservation).
+SOFT_SCORE = (0.5 + 0.5 * 3 / 4, 0.5 + 0.5 * 1 / 2, 0.5)
 
 
 def action_names(n_variants: int) -> tuple[str, ...]:
@@ -72,6 +86,8 @@ class SyntheticConfig:
     max_stages: int = field(default=3, metadata={"help": f"Most writes a task needs (at most {MAX_STAGES})."})
     n_variants: int = field(default=2, metadata={"help": "Argument variants per write; one of them is gold."})
     max_turns: int = field(default=8, metadata={"help": "Turns before a timeout ends the episode (a failure)."})
+    patience: int = field(default=0, metadata={"help": "The customer hangs up (a failure) after this many turns "
+                          "in a row without progress (no gold write); 0 = never (only max_turns ends it)."})
 
     def __post_init__(self) -> None:
         if self.n_tasks < 1:
@@ -83,6 +99,8 @@ class SyntheticConfig:
             )
         if self.n_variants < 2:
             raise ValueError(f"n_variants={self.n_variants}: expected >= 2 (a gold and a wrong variant)")
+        if self.patience < 0:
+            raise ValueError(f"patience={self.patience}: expected >= 0 (0 = the customer never hangs up)")
         if self.max_turns < self.max_stages + 1:
             raise ValueError(
                 f"max_turns={self.max_turns}: expected >= max_stages + 1 = {self.max_stages + 1} "
@@ -172,6 +190,7 @@ class SyntheticBatch:
     lengths: np.ndarray  # (E,) turns taken
     success: np.ndarray  # (E,) bool
     timeout: np.ndarray  # (E,) bool: hit max_turns without replying
+    hung_up: np.ndarray  # (E,) bool: the customer ended it (patience ran out) before a reply
     actions: np.ndarray  # (E, T) int, -1 on padding
     stage: np.ndarray  # (E, T) stage observed before the turn's action
     looked: np.ndarray  # (E, T) looked-up flag observed before the turn's action
@@ -244,8 +263,11 @@ class SyntheticBatch:
                 msgs.append(_tool_msg(cid, name, '{"ok": true}'))
             done_after = s + int(self.signals["gold_match"][i, t])
             progress.append(done_after / n_stages)
+        if self.hung_up[i]:
+            msgs.append({"role": "user", "content": "This is going nowhere. Goodbye."})
         sig = {name: [float(v) for v in self.signals[name][i, : self.lengths[i]]] for name in SIGNALS}
-        info: dict[str, Any] = {"progress": progress, "signals": sig, "timeout": bool(self.timeout[i])}
+        info: dict[str, Any] = {"progress": progress, "signals": sig, "timeout": bool(self.timeout[i]),
+                                "hung_up": bool(self.hung_up[i])}
         if step is not None:
             info["step"] = int(step)
         return {
@@ -321,6 +343,12 @@ def rollout(
     broken = np.zeros(e, dtype=bool)
     alive = np.ones(e, dtype=bool)
     replied = np.zeros(e, dtype=bool)
+    hung_up = np.zeros(e, dtype=bool)
+    idle = np.zeros(e, dtype=np.int64)  # turns in a row without progress
+    # Calls made so far, for redundant_call: key 0 = the lookup, 1 + j * W + w = stage tool j, variant w.
+    n_keys = 1 + c.max_stages * c.n_variants
+    seen = np.zeros((e, n_keys), dtype=bool)
+    soft_score = np.asarray(SOFT_SCORE[: c.max_stages])  # (max_stages,)
     actions = np.full((e, t_max), -1, dtype=np.int64)  # (E, T)
     stage_obs = np.zeros((e, t_max), dtype=np.int64)  # (E, T)
     looked_obs = np.zeros((e, t_max), dtype=np.int64)  # (E, T)
@@ -341,12 +369,30 @@ def rollout(
         sig["state_change"][live, t] = wrong
         sig["valid_call"][live, t] = (a == c.lookup) | is_write
         sig["tool_error"][live, t] = a == c.malformed
+        sig["message_only"][live, t] = a == c.reply
+        # The write's tool is the current stage's (the last stage's once every write is done), so a
+        # wrong variant names an expected tool: a soft match, unless it repeats an already matched
+        # gold call (a write after the last stage with the gold variant), which is only redundant.
+        tool = np.minimum(s, n_stages[live] - 1)  # (n,)
+        repeat_gold = is_write & done & (a - 1 == tasks.gold[k, tool])
+        soft = wrong & ~repeat_gold
+        sig["soft_match"][live, t] = soft
+        sig["soft_match_score"][live, t] = np.where(soft, soft_score[tool], 0.0)
+        key = np.where(a == c.lookup, 0, np.where(is_write, 1 + tool * c.n_variants + (a - 1), -1))  # (n,)
+        call = key >= 0
+        sig["redundant_call"][live[call], t] = seen[live[call], key[call]]
+        seen[live[call], key[call]] = True
         stage[live] = s + gold
         looked[live] = np.where(gold, 0, np.where(a == c.lookup, 1, lk))  # the flag resets with each stage
         broken[live] |= wrong
         rep = a == c.reply
         replied[live[rep]] = True
         alive[live[rep]] = False
+        if c.patience > 0:
+            idle[live] = np.where(gold, 0, idle[live] + 1)
+            gone = ~rep & (idle[live] >= c.patience)
+            hung_up[live[gone]] = True
+            alive[live[gone]] = False
     lengths = (actions >= 0).sum(axis=1)  # (E,)
     success = replied & (stage >= n_stages) & ~broken
     return SyntheticBatch(
@@ -355,7 +401,8 @@ def rollout(
         group=task.copy() if group is None else np.asarray(group, dtype=np.int64),
         lengths=lengths,
         success=success,
-        timeout=~replied,
+        timeout=~replied & ~hung_up,
+        hung_up=hung_up,
         actions=actions,
         stage=stage_obs,
         looked=looked_obs,

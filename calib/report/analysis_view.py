@@ -162,3 +162,81 @@ def aggregate_of(analysis: dict[str, Any]) -> str:
     """The episode aggregate behind ``auc`` (``mean`` unless the analysis says otherwise)."""
     agg = (analysis.get("parameters") or {}).get("aggregate")
     return agg if isinstance(agg, str) else "mean"
+
+
+# ----------------------------------------------------------------------------- the seed paper's tables
+
+# Tier alignment (the paper's Tables 1 and 4): (key, header, tooltip, format).
+TIER_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("signal", "signal", "Per-turn signal (a tier of the reward)", "text"),
+    ("weight", "weight", "Its weight in the diagnosed spec", "f3"),
+    ("turns", "turns", "Turns where it fires", "int"),
+    ("mean_A_I", "mean A_I", "Mean advantage its turns get from the turn rewards alone (every outcome set to 0)",
+     "f3"),
+    ("mean_A_total", "mean A_total", "Mean full advantage of its turns (turn rewards and outcome)", "f3"),
+    ("aligned", "aligned", "Does mean A_total have the sign of the weight? (n/a for a weight of 0)", "bool"),
+    ("share_success", "in successes", "Share of successful episodes in which it occurs", "pct"),
+    ("share_failure", "in failures", "Share of failed episodes in which it occurs", "pct"),
+    ("gap", "gap", "share in successes - share in failures", "pct"),
+)
+# Advantage diagnostics (the paper's Table 2).
+DIAGNOSTIC_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("mode", "mode", "mt_grpo; gtpo = gtpo_hybrid with lambda 0; gtpo_hybrid", "text"),
+    ("lambda", "lambda", "The mode's lambda (the spec's when it trains with this mode)", "f3"),
+    ("mismatches", "mismatched signals", "Signals whose mean A_total has the other sign from their weight", "int"),
+    ("corr_adv_outcome", "corr(A, outcome)", "Correlation of turn advantages with the episode outcome", "f3"),
+    ("dead_turn_share", "dead turns", "Share of turns whose advantage is exactly 0 (no gradient)", "pct"),
+    ("gold_soft_share", "gold/soft share", "Share of |advantage| on gold_match and soft-match turns", "pct"),
+)
+
+
+@dataclass
+class TableRow:
+    """One row of a small table: ``cells[key]`` is the value (None = not measured)."""
+
+    key: str
+    cells: dict[str, Any]
+    title: str = ""
+
+
+def tier_rows(analysis: dict[str, Any]) -> list[TableRow]:
+    """Rows of the tier-alignment table, misaligned signals first, then by |weight|."""
+    ta = analysis.get("tier_alignment") or {}
+    rows = []
+    for name, t in ta.items():
+        if not isinstance(t, dict):
+            continue
+        cells: dict[str, Any] = {"signal": str(name)}
+        for key, _h, _t, kind in TIER_COLUMNS[1:]:
+            v = t.get(key)
+            cells[key] = v if kind == "bool" and isinstance(v, bool) else (None if kind == "bool" else _num(v))
+        if cells["turns"] is not None:
+            cells["turns"] = int(cells["turns"])
+        rows.append(TableRow(key=str(name), cells=cells))
+    order = {False: 0, True: 1, None: 2}
+    rows.sort(key=lambda r: (order[r.cells["aligned"]], -abs(r.cells["weight"] or 0.0), r.key))
+    return rows
+
+
+def diagnostic_rows(analysis: dict[str, Any]) -> list[TableRow]:
+    """Rows of the advantage-diagnostics table, one per mode key, in the paper's order."""
+    diag = analysis.get("advantage_diagnostics") or {}
+    rows = []
+    for key in ("mt_grpo", "gtpo", "gtpo_hybrid"):
+        d = diag.get(key)
+        if not isinstance(d, dict):
+            continue
+        cells: dict[str, Any] = {"mode": key}
+        for col, _h, _t, kind in DIAGNOSTIC_COLUMNS[1:]:
+            cells[col] = _num(d.get(col))
+        if cells["mismatches"] is not None:
+            cells["mismatches"] = int(cells["mismatches"])
+        names = d.get("mismatched_signals") or []
+        rows.append(TableRow(key=key, cells=cells, title=", ".join(map(str, names))))
+    return rows
+
+
+def convergence_of(analysis: dict[str, Any]) -> dict[str, Any] | None:
+    """Which spec the paper's tables describe, and its convergence numbers (None for older analyses)."""
+    c = analysis.get("convergence")
+    return c if isinstance(c, dict) and c else None

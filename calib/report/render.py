@@ -21,7 +21,17 @@ from markupsafe import Markup
 from calib import __version__
 from calib.errors import CalibError, SpecError
 from calib.report import data as D
-from calib.report.analysis_view import COLUMNS, aggregate_of, analysis_mode, signal_rows
+from calib.report.analysis_view import (
+    COLUMNS,
+    DIAGNOSTIC_COLUMNS,
+    TIER_COLUMNS,
+    aggregate_of,
+    analysis_mode,
+    convergence_of,
+    diagnostic_rows,
+    signal_rows,
+    tier_rows,
+)
 from calib.report.config import ReportConfig
 from calib.report.safe import content_security_policy, json_for_script, plain
 
@@ -225,6 +235,11 @@ def build_report(
         summary=summary,
         columns=COLUMNS,
         rows=rows,
+        tier_columns=TIER_COLUMNS,
+        tiers=tier_rows(analysis),
+        diagnostic_columns=DIAGNOSTIC_COLUMNS,
+        diagnostics=diagnostic_rows(analysis),
+        convergence=convergence_of(analysis),
         descriptions=_descriptions(),
         plots={k: Markup(v) for k, v in figures.items()},
         history_has_weights=bool(history and history.get("weights")),

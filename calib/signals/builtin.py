@@ -5,7 +5,7 @@ not in a store; ``calib.signals.sql`` computes the same values for a whole store
 query, and a test checks that the two agree turn for turn.
 
 Conventions: a value is 1.0 when the signal fires on the turn and 0.0 when it does not; ``None``
-means "cannot be measured here" (``gold_match``/``soft_match`` without expected actions,
+means "cannot be measured here" (``gold_match``/``soft_match``/``soft_match_score`` without expected actions,
 ``progress`` without ``info["progress"]``). A turn's calls are its ``tool_calls`` (tau-bench agents
 make one per message; with several, a call-level signal fires if any call fires).
 """
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from calib.records import is_error_observation, segment_turns
-from calib.signals.matching import call_key, schema_ok
+from calib.signals.matching import arg_share, call_key, schema_ok
 from calib.tools import ToolCatalogue
 
 # Explicit confirmation in the user's last message before a write ("yes", "go ahead", ...), unless
@@ -40,11 +40,14 @@ _NEGATION = re.compile(NEGATION_PATTERN.removeprefix("(?i)"), re.IGNORECASE | re
 BUILTIN_SIGNALS: dict[str, tuple[str, str]] = {
     "gold_match": ("1", "tool call equals a not-yet-matched expected action (deep argument comparison)"),
     "soft_match": ("1", "tool name of an expected action, with arguments that differ from every such action"),
+    "soft_match_score": ("1", ("graded soft_match: 0.5 + 0.5 x the best share of an expected action's "
+                               "arguments that the call matches (0 where soft_match is 0)")),
     "read_only": ("1", "call to a read-only tool"),
     "state_change": ("1", "call to a state-changing tool that is not gold"),
     "tool_error": ("1", "unparseable call, unknown tool, schema-invalid arguments, or an error result"),
     "valid_call": ("1", "parseable call to a known tool with schema-valid arguments (the naive +0.3 bonus)"),
     "redundant_call": ("1", "identical call (same tool, same normalised arguments) made earlier in the episode"),
+    "message_only": ("1", "assistant turn with no tool call (a message to the user)"),
     "confirm_before_write": ("1", "write call whose preceding user message gives explicit confirmation"),
     "progress": ("1", "increase at this turn of the share of expected database changes that hold"),
     "turn_tokens": ("1", "length of the assistant message (text + tool calls) in tokens, at 4 characters a token"),
@@ -115,12 +118,16 @@ def episode_signals(
     remaining = Counter(exp_keys)
     exp_key_set = set(exp_keys)
     exp_names = {a["name"] for a in expected}
+    exp_args: dict[str, list[Any]] = {}
+    for a in expected:
+        exp_args.setdefault(a["name"], []).append(a.get("arguments", {}))
     seen: set[str] = set()
     out: dict[str, list[float | None]] = {n: [] for n in wanted}
     progress = progress_increments(episode.get("info"), len(turns))
 
     for t, turn in enumerate(turns):
         gold = soft = redundant = write_not_gold = has_read = has_write = False
+        soft_score = 0.0
         all_ok = True
         calls = turn_calls(turn)
         for name, args in calls:
@@ -129,7 +136,11 @@ def episode_signals(
             if is_gold:
                 remaining[k] -= 1
             gold |= is_gold
-            soft |= (not is_gold) and name in exp_names and k not in exp_key_set
+            is_soft = (not is_gold) and name in exp_names and k not in exp_key_set
+            soft |= is_soft
+            if is_soft:
+                share = max(arg_share(name, args, ea, catalogue) for ea in exp_args[name])
+                soft_score = max(soft_score, 0.5 + 0.5 * share)
             redundant |= k in seen
             seen.add(k)
             w = catalogue.is_write(name)
@@ -144,11 +155,13 @@ def episode_signals(
         values = {
             "gold_match": float(gold) if has_expected else None,
             "soft_match": float(soft) if has_expected else None,
+            "soft_match_score": soft_score if has_expected else None,
             "read_only": float(has_read),
             "state_change": float(write_not_gold),
             "tool_error": float(error),
             "valid_call": float(is_call and all_ok),
             "redundant_call": float(redundant),
+            "message_only": float(turn["kind"] == "message"),
             "confirm_before_write": float(has_write and is_confirmation(turn.get("prev_user_text"))),
             "progress": progress[t],
             "turn_tokens": float(count_tokens(turn)),

@@ -1,4 +1,5 @@
-"""Deep comparison of tool-call arguments, for ``gold_match``, ``soft_match`` and ``redundant_call``.
+"""Deep comparison of tool-call arguments, for ``gold_match``, ``soft_match`` (and its graded
+``soft_match_score``) and ``redundant_call``.
 
 Two calls are the same action when their tool names are equal and their arguments are equal after
 normalisation: JSON text is parsed, key order is ignored, numbers are compared by value (``250``,
@@ -105,3 +106,25 @@ def call_key(name: str | None, args: Any, catalogue: ToolCatalogue | None = None
 def schema_ok(name: str | None, args: Any, catalogue: ToolCatalogue) -> bool:
     """Parseable arguments of a known tool that fit its schema (what ``valid_call`` rewards)."""
     return call_facts_row(name, args, catalogue)[1]
+
+
+def arg_share(name: str | None, args: Any, expected_args: Any, catalogue: ToolCatalogue | None = None) -> float:
+    """Share of the expected action's arguments that the call gives with the same normal form.
+
+    What ``soft_match_score`` grades (the seed paper's soft match: 0.5 + 0.5 x this share). Keys
+    and values are normalised as in :func:`call_key` and compared through their canonical JSON (so
+    ``true`` never equals ``1``). Unparseable arguments on either side, or an expected action
+    without arguments, give 0: nothing can be said to match.
+    """
+    call, ok = _parse(args)
+    exp, eok = _parse(expected_args)
+    if not (ok and eok and isinstance(call, dict) and isinstance(exp, dict) and exp):
+        return 0.0
+    schema = tool_schema(catalogue, name)
+    nc, ne = normalize_value(call, schema), normalize_value(exp, schema)
+
+    def canon(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    hits = sum(1 for k, v in ne.items() if k in nc and canon(nc[k]) == canon(v))
+    return hits / len(ne)

@@ -4,7 +4,9 @@ Only one thing needs Python: the normal form of each *distinct* (tool, arguments
 (``matching.call_key``, schema validation, write flag), which is computed once per pair and joined
 back. The rest is set logic: a call is gold when fewer copies of the same normalised call came
 before it in the episode than the episode's expected actions hold (the greedy "match each expected
-action at most once, in turn order" rule, without a loop); redundant when one came before it at all.
+action at most once, in turn order" rule, without a loop); redundant when one came before it at all. ``soft_match_score`` needs the share of an expected
+action's arguments that a call matches: computed in Python (``matching.arg_share``) once per distinct
+(tool, call arguments, expected arguments) triple of the same episode, and joined back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from calib.signals.builtin import CHARS_PER_TOKEN, CONFIRM_PATTERN, NEGATION_PATTERN
-from calib.signals.matching import call_facts_row
+from calib.signals.matching import arg_share, call_facts_row
 from calib.tools import ToolCatalogue
 
 _TURNS_SQL = """
@@ -60,14 +62,22 @@ WITH c AS (
     FROM _exp x JOIN _facts f ON x.name = f.name AND x.args = f.args GROUP BY ALL
 ), en AS (
     SELECT DISTINCT episode_id, name FROM _exp
+), sh AS (
+    SELECT c.episode_id, c.turn_idx, c.call_idx, max(s.share) AS share
+    FROM _calls c JOIN _exp x ON c.episode_id = x.episode_id AND c.name = x.name
+    JOIN _shares s ON s.name = c.name AND s.cargs = c.args AND s.eargs = x.args
+    GROUP BY ALL
 ), per_call AS (
     SELECT r.episode_id, r.turn_idx, r.occ < coalesce(ek.n, 0) AS gold,
-           (en.name IS NOT NULL AND ek.n IS NULL) AS soft, r.occ > 0 AS redundant, r.ok, r.w
+           (en.name IS NOT NULL AND ek.n IS NULL) AS soft, r.occ > 0 AS redundant, r.ok, r.w,
+           coalesce(sh.share, 0.0) AS share
     FROM ranked r
     LEFT JOIN ek ON r.episode_id = ek.episode_id AND r.key = ek.key
     LEFT JOIN en ON r.episode_id = en.episode_id AND r.name = en.name
+    LEFT JOIN sh ON r.episode_id = sh.episode_id AND r.turn_idx = sh.turn_idx AND r.call_idx = sh.call_idx
 ), per_turn AS (
     SELECT episode_id, turn_idx, bool_or(gold) AS gold, bool_or(soft) AS soft, bool_or(redundant) AS redundant,
+           max(CASE WHEN soft THEN 0.5 + 0.5 * share END) AS soft_score,
            bool_and(ok) AS all_ok, bool_or(coalesce(w, false) AND NOT gold) AS write_not_gold,
            bool_or(coalesce(w, false)) AS has_write, bool_or(w = false) AS has_read
     FROM per_call GROUP BY ALL
@@ -79,12 +89,14 @@ WITH c AS (
 SELECT t.episode_id, t.turn_idx,
        CASE WHEN e.has_exp THEN coalesce(p.gold, false)::DOUBLE END AS gold_match,
        CASE WHEN e.has_exp THEN coalesce(p.soft, false)::DOUBLE END AS soft_match,
+       CASE WHEN e.has_exp THEN coalesce(p.soft_score, 0.0)::DOUBLE END AS soft_match_score,
        coalesce(p.has_read, false)::DOUBLE AS read_only,
        coalesce(p.write_not_gold, false)::DOUBLE AS state_change,
        (t.kind = 'invalid' OR coalesce(t.tool_error, false)
         OR (t.kind = 'tool_call' AND (NOT coalesce(p.all_ok, false) OR t.error_obs)))::DOUBLE AS tool_error,
        (t.kind = 'tool_call' AND coalesce(p.all_ok, false))::DOUBLE AS valid_call,
        coalesce(p.redundant, false)::DOUBLE AS redundant_call,
+       (t.kind = 'message')::DOUBLE AS message_only,
        (coalesce(p.has_write, false) AND t.confirmed)::DOUBLE AS confirm_before_write,
        CASE WHEN json_type(g.cur) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')
              AND json_type(g.prev) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')
@@ -150,6 +162,18 @@ def builtin_frame(
     con.register("_facts_df", facts)
     con.execute("CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM _facts_df")
     con.unregister("_facts_df")
+    # Argument shares for soft_match_score: one Python call per distinct (tool, call args, expected
+    # args) of a call and an expected action of the same tool in the same episode.
+    triples = con.execute(
+        "SELECT DISTINCT c.name, c.args AS cargs, x.args AS eargs FROM _calls c "
+        "JOIN _exp x ON c.episode_id = x.episode_id AND c.name = x.name"
+    ).df()
+    triples["share"] = [arg_share(n, a, b, catalogue) for n, a, b in
+                        zip(triples["name"].tolist(), triples["cargs"].tolist(), triples["eargs"].tolist())]
+    con.register("_shares_df", triples)
+    con.execute("CREATE OR REPLACE TEMP TABLE _shares AS SELECT name, cargs, eargs, share::DOUBLE AS share "
+                "FROM _shares_df")
+    con.unregister("_shares_df")
     step("computing signals")
     return con.execute(_SIGNALS_SQL.replace("$chars_per_token", f"{CHARS_PER_TOKEN:.1f}")).df()
 

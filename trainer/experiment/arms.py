@@ -10,6 +10,9 @@ arm                         advantage      per-turn rewards
 ``calibrated_gtpo_hybrid``  gtpo_hybrid    the same, with sign agreement measured under gtpo_hybrid
 ``valid_bonus_mt_grpo``     mt_grpo        +0.3 for ``valid_call`` only (the seed paper's bonus alone)
 ``valid_bonus_gtpo_hybrid`` gtpo_hybrid    the same
+``paper_v5_naive``          mt_grpo        the preset ``paper-v5-naive`` (the seed paper's v5 tiers)
+``paper_v6_calibrated``     gtpo_hybrid    the preset ``paper-v6-calibrated`` (its v6 tiers, gamma 0.9,
+                                           lambda 0.3)
 ==========================  =============  ==========================================================
 
 The naive reward is what a designer writes without measuring: +0.3 for each thing the agent does
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from calib.spec import AdvantageSpec, RewardSpec, TurnReward
+from calib.spec import AdvantageSpec, RewardSpec, TurnReward, is_preset, load_spec
 
 NAIVE_WEIGHT = 0.3  # the seed paper's "+0.3 per valid call"
 NAIVE_SIGNALS = ("gold_match", "read_only", "state_change", "valid_call")
@@ -36,12 +39,14 @@ class Arm:
 
     name: str
     mode: str
-    rewards: str  # "none" | "naive" | "valid_bonus" | "calibrated"
+    rewards: str  # "none" | "naive" | "valid_bonus" | "calibrated" | "preset:NAME"
 
     def fixed_spec(self) -> RewardSpec | None:
-        """The arm's spec when it needs no data (grpo, naive); None for calibrated arms."""
+        """The arm's spec when it needs no data (grpo, naive, presets); None for calibrated arms."""
         if self.rewards == "calibrated":
             return None
+        if is_preset(self.rewards):
+            return load_spec(self.rewards)
         signals = {"none": (), "naive": NAIVE_SIGNALS, "valid_bonus": ("valid_call",)}[self.rewards]
         turn = [TurnReward(signal=s, weight=NAIVE_WEIGHT) for s in signals]
         return RewardSpec(name=self.name, advantage=AdvantageSpec(mode=self.mode), turn_rewards=turn)
@@ -55,6 +60,8 @@ ARMS = (
     Arm("calibrated_gtpo_hybrid", "gtpo_hybrid", "calibrated"),
     Arm("valid_bonus_mt_grpo", "mt_grpo", "valid_bonus"),
     Arm("valid_bonus_gtpo_hybrid", "gtpo_hybrid", "valid_bonus"),
+    Arm("paper_v5_naive", "mt_grpo", "preset:paper-v5-naive"),
+    Arm("paper_v6_calibrated", "gtpo_hybrid", "preset:paper-v6-calibrated"),
 )
 ARM_NAMES = tuple(a.name for a in ARMS)
 

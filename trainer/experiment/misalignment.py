@@ -28,6 +28,14 @@ from trainer.experiment.calibrate import calibrated_spec
 from trainer.experiment.policy import prior_logits, softmax_table
 from trainer.experiment.train import TrainConfig, train_arm
 
+SETTINGS = ("default", "bounded")
+# The bounded-farming setting (the seed paper's conditions, where dense bonuses cost it at most
+# -14 pp): the customer hangs up after 3 turns in a row without progress (one lookup before each
+# write still fits), and a KL penalty to the initial policy with GRPO's classic beta 0.04
+# (DeepSeekMath; TRL's default before 0.19).
+BOUNDED_PATIENCE = 3
+BOUNDED_KL = 0.04
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -37,6 +45,8 @@ class ExperimentConfig:
     first_seed: int = field(default=0, metadata={"help": "Seeds are first_seed .. first_seed + seeds - 1."})
     calib_episodes: int = field(default=16, metadata={"help": "Calibration rollouts per task (one group per task)."})
     arms: tuple[str, ...] = field(default=tuple(a.name for a in ARMS), metadata={"help": "Arms to run, in order."})
+    setting: str = field(default="default", metadata={"help": "default (farming unbounded until max_turns) | "
+                         "bounded (the customer hangs up without progress; KL penalty): see bounded_setting."})
     env: SyntheticConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -47,6 +57,8 @@ class ExperimentConfig:
             raise ValueError(f"calib_episodes={self.calib_episodes}: expected >= 2 (a group needs two episodes)")
         if not self.arms:
             raise ValueError("arms: expected at least one arm")
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting={self.setting!r}: expected one of {', '.join(SETTINGS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -59,6 +71,16 @@ def quick_config(seeds: int = 3) -> ExperimentConfig:
         calib_episodes=8,
         env=SyntheticConfig(n_tasks=12),
         train=TrainConfig(steps=30, tasks_per_step=6, eval_every=10, eval_episodes=8),
+    )
+
+
+def bounded_setting(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` in the bounded-farming setting: customer patience and the KL penalty switched on."""
+    return dataclasses.replace(
+        cfg,
+        setting="bounded",
+        env=dataclasses.replace(cfg.env, patience=BOUNDED_PATIENCE),
+        train=dataclasses.replace(cfg.train, kl_coef=BOUNDED_KL),
     )
 
 
@@ -109,8 +131,8 @@ def summarize(per_seed: list[dict[str, dict[str, Any]]], arm_names: list[str]) -
         row["curve_mean_success"] = mean_ci(area)
         if base is not None and name != base:
             row["delta_vs_grpo"] = mean_ci(final - np.array([s[base]["final"]["success"] for s in per_seed]))
-        for key in ("turns", "timeout", "wrong_write", "lookups"):
-            row[key] = float(np.mean([s[name]["final"][key] for s in per_seed]))
+        for key in ("turns", "timeout", "hung_up", "wrong_write", "lookups"):
+            row[key] = float(np.mean([s[name]["final"].get(key, 0.0) for s in per_seed]))
         weights = [s[name]["weights"] for s in per_seed]
         row["mean_weights"] = {k: float(np.mean([w.get(k, 0.0) for w in weights])) for k in weights[0]}
         rows.append(row)

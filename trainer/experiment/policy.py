@@ -65,3 +65,10 @@ class TabularPolicy(torch.nn.Module):
         logits = (self.prior + self.theta)[idx[0], idx[1], idx[2]]  # (N, A)
         logp = torch.log_softmax(logits, dim=-1)  # (N, A)
         return logp.gather(1, torch.as_tensor(action, dtype=torch.long)[:, None])[:, 0]  # (N,)
+
+    def kl_to_prior(self, task: np.ndarray, stage: np.ndarray, looked: np.ndarray) -> torch.Tensor:
+        """KL(pi(.|s) || prior(.|s)) at flat turns [N], exact over the actions (differentiable)."""
+        idx = [torch.as_tensor(x, dtype=torch.long) for x in (task, stage, looked)]
+        logp = torch.log_softmax((self.prior + self.theta)[idx[0], idx[1], idx[2]], dim=-1)  # (N, A)
+        logq = torch.log_softmax(self.prior[idx[0], idx[1], idx[2]], dim=-1)  # (N, A)
+        return (logp.exp() * (logp - logq)).sum(dim=-1)  # (N,)

@@ -18,6 +18,22 @@ from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 
 SECTION = "## Synthetic testbed: the misalignment experiment"
 FIGURE = "misalignment_curves"
+BOUNDED_SECTION = "## Synthetic testbed, bounded farming: the misalignment experiment"
+
+
+def section_heading(setting: str) -> str:
+    """The results.md heading of a setting (each setting has its own section)."""
+    return BOUNDED_SECTION if setting == "bounded" else SECTION
+
+
+def figure_name(setting: str) -> str:
+    return FIGURE if setting == "default" else f"{FIGURE}_{setting}"
+
+
+def _style(rewards: str) -> str:
+    if rewards.startswith("preset:"):
+        return "-" if "calibrated" in rewards else (0, (5, 1, 1, 1))
+    return {"none": "-", "naive": ":", "valid_bonus": "-.", "calibrated": "--"}[rewards]
 
 
 def _pct(x: float) -> str:
@@ -41,6 +57,9 @@ def _rewards(row: dict[str, Any], rewards_kind: str) -> str:
         return f"+{NAIVE_WEIGHT} each: {', '.join(NAIVE_SIGNALS)}"
     if rewards_kind == "valid_bonus":
         return f"+{NAIVE_WEIGHT} valid_call"
+    if rewards_kind.startswith("preset:"):
+        w = {k: v for k, v in row["mean_weights"].items() if v != 0}
+        return f"{rewards_kind}: " + ", ".join(f"{k} {v:+g}" for k, v in w.items())
     w = {k: v for k, v in row["mean_weights"].items() if abs(v) >= 0.005}
     return ("mean " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items())) if w else "all zero"
 
@@ -49,14 +68,15 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     """The table's cells: one row per arm, header first."""
     arms = {a.name: a for a in get_arms(result["arms"])}
     header = ["arm", "advantage", "turn rewards", "final success % [95% CI]", "vs grpo (pp) [95% CI]",
-              "mean success over training %", "turns", "timeouts %", "wrong writes %"]
+              "mean success over training %", "turns", "timeouts %", "hang-ups %", "wrong writes %"]
     rows = [header]
     for r in result["summary"]:
         arm = arms[r["arm"]]
         delta = _ci(r["delta_vs_grpo"], signed=True, bounds=(-1.0, 1.0)) if "delta_vs_grpo" in r else "—"
         rows.append([
             r["arm"], arm.mode, _rewards(r, arm.rewards), _ci(r["final_success"]), delta,
-            _ci(r["curve_mean_success"]), f"{r['turns']:.2f}", _pct(r["timeout"]), _pct(r["wrong_write"]),
+            _ci(r["curve_mean_success"]), f"{r['turns']:.2f}", _pct(r["timeout"]), _pct(r.get("hung_up", 0.0)),
+            _pct(r["wrong_write"]),
         ])
     return rows
 
@@ -101,21 +121,24 @@ def plot_curves(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    styles = {"none": "-", "naive": ":", "valid_bonus": "-.", "calibrated": "--"}
     arms = {a.name: a for a in get_arms(result["arms"])}
     for name, c in result["curves"].items():
-        line = ax.plot(c["step"], [100 * v for v in c["mean"]], styles[arms[name].rewards], label=name, lw=1.8)[0]
+        line = ax.plot(c["step"], [100 * v for v in c["mean"]], linestyle=_style(arms[name].rewards), label=name,
+                       lw=1.8)[0]
         if all(math.isfinite(v) for v in c["lo"] + c["hi"]):
             ax.fill_between(c["step"], [100 * max(v, 0) for v in c["lo"]], [100 * min(v, 1) for v in c["hi"]],
                             color=line.get_color(), alpha=0.12, lw=0)
     seeds = result["summary"][0]["seeds"]
+    setting = result["config"].get("setting", "default")
+    where = "Bounded farming" if setting == "bounded" else "Synthetic testbed"
     ax.set(xlabel="policy-gradient step", ylabel="success % (evaluation rollouts)", ylim=(-2, 102),
-           title=f"Synthetic testbed: learning curves, mean and 95% CI over {seeds} seeds")
+           title=f"{where}: learning curves, mean and 95% CI over {seeds} seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{FIGURE}.png", out_dir / f"{FIGURE}.svg"]
+    name = figure_name(setting)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     for p in paths:
         fig.savefig(p, dpi=120)
     plt.close(fig)
@@ -153,20 +176,24 @@ def results_section(result: dict[str, Any], *, figure: str, command: str, second
     env, tr = cfg["env"], cfg["train"]
     init = result["initial_success"]
     rows = {r["arm"]: r for r in result["summary"]}
+    patience = env.get("patience", 0)
     lines = [
-        SECTION,
+        section_heading(cfg.get("setting", "default")),
         "",
         f"Measured by `{command}` ({seconds:.0f} s on this machine); see docs/experiment.md for the",
         "testbed, the arms and how to read the table. Every number below is as measured.",
         "",
         (
             f"- Testbed: {env['n_tasks']} tasks of {env['min_stages']}-{env['max_stages']} writes, "
-            f"{env['n_variants']} argument variants per write, at most {env['max_turns']} turns."
+            f"{env['n_variants']} argument variants per write, at most {env['max_turns']} turns"
+            + (f"; the customer hangs up after {patience} turns in a row without progress." if patience else
+               "; nobody ends a conversation early (farming is bounded by the turn limit only).")
         ),
         (
             f"- Training per arm and seed: {tr['steps']} steps x {tr['tasks_per_step']} groups x "
-            f"{tr['group_size']} episodes, Adam lr {tr['lr']}; evaluation every {tr['eval_every']} steps on "
-            f"{tr['eval_episodes']} episodes per task."
+            f"{tr['group_size']} episodes, Adam lr {tr['lr']}"
+            + (f", KL penalty to the initial policy {tr['kl_coef']:g}" if tr.get("kl_coef") else ", no KL penalty")
+            + f"; evaluation every {tr['eval_every']} steps on {tr['eval_episodes']} episodes per task."
         ),
         (
             "- Calibrated arms: spec proposed by the analysis (within-group AUC, sign agreement, verdict, "
@@ -228,15 +255,16 @@ def findings(rows: dict[str, dict[str, Any]]) -> list[str]:
             verdict = "is not distinguishable from grpo at the end (the interval covers 0)"
         base = rows.get("grpo", {})
         behaviour = (
-            f" At the end {_pct(r['timeout'])} % of its episodes time out and {_pct(r['wrong_write'])} % make a "
-            f"wrong write (grpo: {_pct(base['timeout'])} % and {_pct(base['wrong_write'])} %)."
+            f" At the end {_pct(r['timeout'] + r.get('hung_up', 0.0))} % of its episodes time out or are hung "
+            f"up on and {_pct(r['wrong_write'])} % make a wrong write (grpo: "
+            f"{_pct(base['timeout'] + base.get('hung_up', 0.0))} % and {_pct(base['wrong_write'])} %)."
             if base else ""
         )
         out.append(f"`{name}` {verdict}: {100 * m:+.1f} pp final success.{behaviour}")
     return out
 
 
-def update_results_md(path: Path, section: str, figures: list[Path]) -> Path:
+def update_results_md(path: Path, section: str, figures: list[Path], heading: str = SECTION) -> Path:
     """Replace (or append) the experiment's section of ``path``; other sections stay as they are.
 
     The section runs from its heading to the next ``## `` heading. Figures are copied to
@@ -248,9 +276,12 @@ def update_results_md(path: Path, section: str, figures: list[Path]) -> Path:
     for f in figures:
         shutil.copyfile(f, fig_dir / f.name)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    after = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE).search(text)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
+    elif after is not None:  # another setting's section goes right after the default one
+        text = text[: after.end()].rstrip("\n") + "\n\n" + section + "\n" + text[after.end():]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")

@@ -9,7 +9,10 @@ One step (the multi-turn GRPO recipe at toy scale):
 4. policy gradient ``loss = -sum_{i,t} A_{i,t} log pi(a_{i,t} | s_{i,t}) / N_turns`` (each turn is
    one "token"; averaging over every turn of the batch is the token-level mean of DAPO and TRL's
    default loss), one Adam step. The policy samples its own rollouts, so the ratio of PPO's clipped
-   objective is 1 and plain REINFORCE is the same gradient.
+   objective is 1 and plain REINFORCE is the same gradient. With ``kl_coef`` > 0 the loss adds
+   ``kl_coef * mean_t KL(pi(.|s_t) || pi_ref(.|s_t))`` over the batch's turns, pi_ref = the initial
+   policy (the prior): GRPO's KL penalty to the reference model (its ``beta``), computed exactly
+   over the actions instead of estimated from the sampled one.
 
 Success is measured on separate evaluation rollouts (every task ``eval_episodes`` times, sampled
 from the policy, with their own seeded stream), so the learning curve is not the training batch.
@@ -39,6 +42,8 @@ class TrainConfig:
     lr: float = field(default=0.1, metadata={"help": "Adam learning rate on the policy logits."})
     eval_every: int = field(default=10, metadata={"help": "Steps between evaluations (the learning curve)."})
     eval_episodes: int = field(default=32, metadata={"help": "Evaluation episodes per task."})
+    kl_coef: float = field(default=0.0, metadata={"help": "Weight of the KL penalty to the initial policy (GRPO's "
+                           "beta); 0 = none, as TRL's GRPOTrainer default."})
 
     def __post_init__(self) -> None:
         for name in ("steps", "tasks_per_step", "eval_every", "eval_episodes"):
@@ -48,6 +53,8 @@ class TrainConfig:
             raise ValueError(f"group_size={self.group_size}: expected >= 2 (GRPO compares episodes of a group)")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr}: expected > 0")
+        if not self.kl_coef >= 0:
+            raise ValueError(f"kl_coef={self.kl_coef}: expected >= 0")
 
 
 def evaluate(tasks: SyntheticTasks, probs: np.ndarray, episodes: int, rng: np.random.Generator) -> dict[str, float]:
@@ -58,6 +65,7 @@ def evaluate(tasks: SyntheticTasks, probs: np.ndarray, episodes: int, rng: np.ra
         "success": float(b.success.mean()),
         "turns": float(b.lengths.mean()),
         "timeout": float(b.timeout.mean()),
+        "hung_up": float(b.hung_up.mean()),
         "wrong_write": float(wrong.mean()),
         "lookups": float(b.signals["read_only"].sum(axis=1).mean()),
     }
@@ -77,13 +85,17 @@ def batch_advantages(batch: SyntheticBatch, spec: RewardSpec) -> list[np.ndarray
     )
 
 
-def policy_step(policy: TabularPolicy, opt: torch.optim.Optimizer, batch: SyntheticBatch, spec: RewardSpec) -> float:
-    """One policy-gradient step on ``batch``; returns the loss."""
+def policy_step(
+    policy: TabularPolicy, opt: torch.optim.Optimizer, batch: SyntheticBatch, spec: RewardSpec, kl_coef: float = 0.0
+) -> float:
+    """One policy-gradient step on ``batch`` (plus the KL penalty when ``kl_coef`` > 0); returns the loss."""
     adv = np.concatenate(batch_advantages(batch, spec))  # (N,) turns, episode by episode
     valid = batch.valid  # (E, T)
     task = np.broadcast_to(batch.task[:, None], valid.shape)[valid]  # (N,)
     logp = policy.log_prob(task, batch.stage[valid], batch.looked[valid], batch.actions[valid])  # (N,)
     loss = -(torch.as_tensor(adv) * logp).sum() / max(adv.size, 1)
+    if kl_coef > 0 and adv.size:
+        loss = loss + kl_coef * policy.kl_to_prior(task, batch.stage[valid], batch.looked[valid]).mean()
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -115,7 +127,7 @@ def train_arm(
     for step in range(1, cfg.steps + 1):
         chosen = rng_tasks.choice(n_tasks, size=per_step, replace=False)  # (tasks_per_step,)
         batch = rollout(tasks, policy.probs(), np.repeat(chosen, cfg.group_size), rng_train)
-        policy_step(policy, opt, batch, spec)
+        policy_step(policy, opt, batch, spec, cfg.kl_coef)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record(step)
     return {"curve": curve, "final": curve[-1]}
