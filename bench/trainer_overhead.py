@@ -24,7 +24,6 @@ about 800 tokens): a few minutes on 2 CPU cores. --quick: a tiny random Llama wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,6 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import figure_line
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -239,23 +242,20 @@ def main() -> int:
     )
     print(f"ratio calib / stock: {ratio:.3f}")
     print(
-        json.dumps(
-            {
-                "bench": "trainer",
-                "figure": "step_time_ratio_vs_trl",
-                "value": round(ratio, 4),
-                "goal": "<= 1.05",
-                "met": ratio <= 1.05,
-                "details": {
-                    "stock_s": stock,
-                    "calib_s": ours,
-                    "calib_prep_s": prep,
-                    "store_write_s": t_store,
-                    "episodes": len(eps),
-                    "quick": args.quick,
-                    "model": "random-llama" if args.quick else args.model,
-                },
-            }
+        figure_line(
+            "trainer",
+            "step_time_ratio_vs_trl",
+            round(ratio, 4),
+            "<= 1.05",
+            quick=args.quick,
+            details={
+                "stock_s": stock,
+                "calib_s": ours,
+                "calib_prep_s": prep,
+                "store_write_s": t_store,
+                "episodes": len(eps),
+                "model": "random-llama" if args.quick else args.model,
+            },
         )
     )
     return 0
