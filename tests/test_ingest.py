@@ -238,7 +238,7 @@ def test_store_query_is_read_only_and_export_parquet(taubench_sample: Path, tmp_
     assert json.loads(res.output)[0]["n"] == Store(store).count("turns")
     for bad in ("DROP VIEW episodes", "CREATE TABLE x AS SELECT 1", "COPY episodes TO 'x.csv'"):
         res = runner.invoke(app, ["store", "query", bad, "--store", str(store)])
-        assert res.exit_code == 2 and "read-only" in res.output, res.output
+        assert res.exit_code == 1 and "read-only" in res.output, res.output
     res = runner.invoke(app, ["store", "export", "--store", str(store), "--format", "parquet",
                               "--out", str(tmp_path / "pq")])
     assert res.exit_code == 0, res.output

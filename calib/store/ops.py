@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from calib.errors import UsageError
+from calib.errors import CalibError, UsageError
 from calib.store.store import Store
 
 _READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -62,25 +62,34 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records"))
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
 def query(store: Store, sql: str) -> pd.DataFrame:
-    """Run read-only SQL over the views. Anything but SELECT/EXPLAIN is refused before it runs."""
+    """Run read-only SQL over the store's tables; anything else fails with one line (exit 1).
+
+    Two fences: statements other than SELECT/EXPLAIN are refused before anything runs, and what runs
+    runs on :meth:`Store.sandbox`, a connection that cannot touch the file system at all (a SELECT
+    can still call ``read_csv`` or hide a ``COPY`` in a CTE; the sandbox refuses those).
+    """
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
-        raise UsageError(f"invalid SQL: {e}") from None
+        raise CalibError(f"invalid SQL: {_one_line(e)}") from None
     if not statements:
-        raise UsageError("empty SQL")
+        raise CalibError("empty SQL")
     for st in statements:
         if st.type not in _READ_ONLY_TYPES:
-            raise UsageError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
-    con = store.connect()
+            raise CalibError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
+    con = store.sandbox()
     try:
         result = None
         for st in statements:
             result = con.execute(st.query).df()
         return result
     except duckdb.Error as e:
-        raise UsageError(f"query failed: {e}") from None
+        raise CalibError(f"query refused or failed: {_one_line(e)}") from None
     finally:
         con.close()
 

@@ -177,6 +177,31 @@ class Store:
         con.unregister("_ingest_log_df")
         return con
 
+    def sandbox(self) -> duckdb.DuckDBPyConnection:
+        """A connection for user SQL that cannot reach the file system.
+
+        The tables are Arrow datasets registered on the connection (files opened by pyarrow, not by
+        SQL); then ``enable_external_access`` is turned off and the configuration locked, so no
+        statement can read, write, attach, install or load anything, nor turn that back on.
+        """
+        import pyarrow.dataset as pads
+
+        con = duckdb.connect(":memory:")
+        try:
+            for t in TABLE_VIEWS:
+                files = self._signal_parts() if t == "signals" else self._parts(t)
+                sch = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}[t]
+                con.register(t, pads.dataset(files, schema=sch, format="parquet") if files else sch.empty_table())
+            con.register("_ingest_log_df", self._read_ingest_log())
+            con.execute("CREATE TABLE ingest_log AS SELECT * FROM _ingest_log_df")
+            con.unregister("_ingest_log_df")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         con = self.connect()
         try:
