@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -340,6 +341,26 @@ class Store:
             finally:
                 con.close()
             return
+
+    # ------------------------------------------------------------------ read-only stores
+
+    def is_writable(self) -> bool:
+        """Whether this process may write signal values into the store (False on a read-only mount,
+        a store owned by someone else, ...)."""
+        return all(os.access(p, os.W_OK) for p in (self.path, self.path / "signals") if p.exists())
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Store]:
+        """A temporary store that reads this one's parts and starts from a copy of its signal values;
+        whatever is written to it is dropped on exit. For computing on a store one must not write."""
+        tmp = Path(tempfile.mkdtemp(prefix="calib-scratch-"))
+        try:
+            os.symlink(self.path / "parts", tmp / "parts")
+            if (self.path / "signals").is_dir():
+                shutil.copytree(self.path / "signals", tmp / "signals", ignore=shutil.ignore_patterns(".*"))
+            yield Store(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ writing episodes
 
