@@ -7,7 +7,6 @@ inline, and its Content-Security-Policy lets nothing load (see :mod:`calib.repor
 from __future__ import annotations
 
 import contextlib
-
 import datetime as _dt
 import json
 import os
