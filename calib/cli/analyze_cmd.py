@@ -67,6 +67,9 @@ def analyze(
         raise UsageError(f"--n-boot {n_boot}: expected at least 1")
     if not (math.isfinite(weight_cap) and weight_cap >= 0):
         raise UsageError(f"--weight-cap {weight_cap}: expected a finite number >= 0")
+    from calib.cli.options import check_output
+
+    check_output(Path(out), folder=True)
     report_writer = _report_writer() if html else None
 
     names = split_csv(signals) or available_signals()

@@ -60,6 +60,9 @@ def misalignment_command(
     from trainer.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
     from trainer.experiment.report import results_section, rich_table, update_results_md, write_outputs
 
+    from calib.cli.options import check_output
+
+    check_output(out, folder=True)  # before minutes of training, not after
     console = Console(stderr=json_out)
     base = quick_config(seeds) if quick else ExperimentConfig(seeds=seeds)
     try:

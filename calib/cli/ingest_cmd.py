@@ -65,8 +65,11 @@ def ingest(
         elif r.quarantine_file:
             console.print(f"quarantine: {r.quarantine_file}")
     if not any(r.episodes or r.skipped_duplicates for r in results):
-        console.print("[red]nothing was ingested[/]")
-        raise typer.Exit(1)
+        from calib.errors import CalibError
+
+        quarantined = sum(r.quarantined for r in results)
+        raise CalibError(f"nothing was ingested: {quarantined} record(s) quarantined"
+                         + (f" (see {results[-1].quarantine_file})" if results and results[-1].quarantine_file else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -279,7 +279,10 @@ def write_report(
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no stray file
     timings = {"analysis": round(t_analysis, 4), **info["timings"]}
     return ReportResult(path=out, bytes=out.stat().st_size, episodes_embedded=info["episodes_embedded"], timings=timings)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -94,29 +96,59 @@ def query(store: Store, sql: str) -> pd.DataFrame:
         con.close()
 
 
+def _check_new_output(out: Path, *, folder: bool) -> None:
+    """Refuse, before any work, an output that exists or cannot be created (one line, exit 1)."""
+    if out.exists() and not (folder and out.is_dir() and not any(out.iterdir())):
+        what = "folder" if out.is_dir() else "file"
+        raise CalibError(f"--out {out}: a {what} of that name exists; remove it or choose another path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CalibError(f"--out {out}: {parent} is a file, so nothing can be written under it")
+            break
+
+
 def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, Any]:
     """``jsonl``: canonical episode records, one per line (what ``calib ingest`` reads back).
-    ``parquet``: a folder with episodes/turns/signals Parquet files."""
+    ``parquet``: a folder with episodes/turns/signals Parquet files. The output must not exist yet
+    (an empty folder is fine for parquet); a failed export leaves nothing behind."""
+    if fmt not in ("jsonl", "parquet"):
+        raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")
+    out = Path(out)
+    _check_new_output(out, folder=fmt == "parquet")
     if fmt == "jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         n = 0
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in store.iter_episodes(where):
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-        tmp.replace(out)
-        return {"format": "jsonl", "out": str(out), "episodes": n}
-    if fmt == "parquet":
-        out.mkdir(parents=True, exist_ok=True)
-        con = store.connect()
-        counts = {}
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
-            for t in ("episodes", "turns", "signals"):
-                target = out / f"{t}.parquet"
-                con.execute(f"COPY (SELECT * FROM {t}) TO '{target.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-                counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+            with open(tmp, "w", encoding="utf-8") as f:
+                for rec in store.iter_episodes(where):
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    n += 1
+            tmp.replace(out)
         finally:
-            con.close()
-        return {"format": "parquet", "out": str(out), **counts}
-    raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")
+            tmp.unlink(missing_ok=True)
+        return {"format": "jsonl", "out": str(out), "episodes": n}
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    con = store.connect()
+    counts = {}
+    try:
+        for t in ("episodes", "turns", "signals"):
+            target = out / f"{t}.parquet"
+            # the path is a bound parameter's worth of quoting: any quote in it is doubled
+            con.execute(f"COPY (SELECT * FROM {t}) TO {_sql_str(target.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
+            counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+    except BaseException:
+        for t in ("episodes", "turns", "signals"):
+            (out / f"{t}.parquet").unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    return {"format": "parquet", "out": str(out), **counts}
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
