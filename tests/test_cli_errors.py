@@ -128,10 +128,10 @@ BAD = [
     ("loop-config-wrong-format", "loop --config {garbage}", 2),
     ("loop-config-list", "loop --config {list_yaml}", 2),
     # experiment
-    ("experiment-out-unwritable", "experiment misalignment --quick --seeds 1 --steps 1 --out {unwritable} "
-                                  "--no-results-md", 1),
-    ("experiment-out-is-file", "experiment misalignment --quick --seeds 1 --steps 1 --out {existing} "
-                               "--no-results-md", 1),
+    ("experiment-out-unwritable",
+     "experiment misalignment --quick --seeds 1 --steps 1 --out {unwritable} --no-results-md", 1),
+    ("experiment-out-is-file",
+     "experiment misalignment --quick --seeds 1 --steps 1 --out {existing} --no-results-md", 1),
 ]
 
 

@@ -55,12 +55,11 @@ def misalignment_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from calib.cli.options import check_output
     from calib.errors import UsageError
     from trainer.experiment.arms import get_arms
     from trainer.experiment.misalignment import ExperimentConfig, quick_config, run_experiment
     from trainer.experiment.report import results_section, rich_table, update_results_md, write_outputs
-
-    from calib.cli.options import check_output
 
     check_output(out, folder=True)  # before minutes of training, not after
     console = Console(stderr=json_out)

@@ -39,7 +39,6 @@ def replay(
     """
     from calib.envs.base import load_domain
     from calib.envs.replay import read_records, rescore, summary
-
     from calib.errors import UsageError
 
     check_input_file(file, "FILE")

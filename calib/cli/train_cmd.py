@@ -121,11 +121,10 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from trainer.callbacks import RichProgressCallback
-        from trainer.run import TrainJob, run_train
-
         from calib.cli.options import check_output
         from calib.store import Store
+        from trainer.callbacks import RichProgressCallback
+        from trainer.run import TrainJob, run_train
 
         check_output(output_dir, folder=True, flag="--output-dir")  # before the model loads
         Store(store)  # refuses a directory that is not a store, before the model loads
