@@ -77,3 +77,11 @@ def check_output(path: Path, *, folder: bool, flag: str = "--out") -> None:
             if not os.access(parent, os.W_OK):
                 raise CalibError(f"{flag} {path}: {parent} is not writable")
             break
+
+
+def check_store(path: Path) -> None:
+    """Open (or create) the store at ``path`` now, so that a directory that is not a store is refused
+    before a long job starts rather than when it first writes."""
+    from calib.store import Store
+
+    Store(path)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt
+from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt, check_output, check_store
 
 
 def register(app: typer.Typer) -> None:
@@ -121,13 +121,11 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from calib.cli.options import check_output
-        from calib.store import Store
         from trainer.callbacks import RichProgressCallback
         from trainer.run import TrainJob, run_train
 
         check_output(output_dir, folder=True, flag="--output-dir")  # before the model loads
-        Store(store)  # refuses a directory that is not a store, before the model loads
+        check_store(store)
         console = Console(stderr=True)
         job = TrainJob(
             spec=spec,
