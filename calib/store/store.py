@@ -98,7 +98,8 @@ def check_name(kind: str, name: str) -> str:
     """A signal or side-table name is one plain path component: no separators, no ``.``/``..``."""
     if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
             or "\0" in name or os.sep in name):
-        raise StoreError(f"invalid {kind} name {name!r}: use letters, digits, '_' or '-' (no path separators)")
+        raise StoreError(f"invalid {kind} name {name!r}: one path component, without '/' or '\\' and not "
+                         "starting with '.'")
     return name
 
 
@@ -691,6 +692,9 @@ class IngestWriter:
             with self.store._commit_lock():
                 self._recheck()
                 published = self._publish()
+        except BaseException:
+            shutil.rmtree(self.staging, ignore_errors=True)  # not published: leave nothing behind
+            raise
         finally:
             self._release()
         if published:
