@@ -190,3 +190,23 @@ def test_ingest_refuses_a_directory_that_is_not_a_store_and_says_when_it_creates
     assert res.exit_code == 0 and "created a new store" in res.output
     res = CliRunner().invoke(app, ["ingest", str(src), "--store", str(tmp_path / "new")])
     assert res.exit_code == 0 and "created a new store" not in res.output
+
+
+def test_overlapping_writers_same_id_different_content_is_quarantined_at_commit(tmp_path: Path):
+    """Two open ingests (one process is enough to overlap them): the second to commit re-checks ids
+    under the commit lock, skips the identical episode and quarantines the one whose id now holds
+    different content."""
+    st = Store(tmp_path / "store")
+    a, b = list(synthetic_episodes(2, seed=1, run_id="r"))
+    w1, w2 = st.begin_ingest(source="one"), st.begin_ingest(source="two")
+    changed = {**b, "outcome": 1.0 - float(b["outcome"]), "episode_id": "same-id"}
+    for w, recs in ((w1, [a, {**b, "episode_id": "same-id"}]), (w2, [a, changed])):
+        for i, r in enumerate(recs):
+            assert w.add(r, line=i + 1)
+    r1, r2 = w1.commit(), w2.commit()
+    assert (r1.episodes, r1.skipped_duplicates, r1.quarantined) == (2, 0, 0)
+    assert (r2.episodes, r2.skipped_duplicates, r2.quarantined) == (0, 1, 1)
+    assert st.count() == 2 and st.count("turns") == r1.turns
+    q = [json.loads(line) for line in Path(r2.quarantine_file).read_text().splitlines()]
+    assert q[0]["line"] == 2 and "concurrent ingest" in q[0]["reason"]
+    assert list((st.path / "_staging").iterdir()) == []
