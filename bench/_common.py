@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import json
+import operator
 import time
 from pathlib import Path
+from typing import Any
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def met(value: float, goal: str) -> bool:
+    """Whether ``value`` meets ``goal`` (``"< 30"``, ``">= 20"``, ...): the one place ``met`` is decided."""
+    op, _, bound = goal.strip().partition(" ")
+    if op not in _OPS:
+        raise ValueError(f"goal {goal!r}: expected '<op> <number>' with op in {sorted(_OPS)}")
+    return bool(_OPS[op](value, float(bound)))
+
+
+def figure_line(bench: str, figure: str, value: float, goal: str, *, quick: bool, details: dict[str, Any],
+                also: bool = True) -> str:
+    """The final JSON line of a figure (DESIGN section 10). ``met`` is computed here from value and goal
+    (and ``also``, a further condition the figure states in its details), for quick runs too: a quick
+    run carries ``"quick": true`` so nobody reads its ``met`` as the full-size result."""
+    return json.dumps({"bench": bench, "figure": figure, "value": value, "goal": goal,
+                       "met": met(value, goal) and bool(also), "quick": bool(quick), "details": details})
 
 
 def add_store_args(ap: argparse.ArgumentParser) -> None:

@@ -4,7 +4,8 @@ Baseline, measured in the same run on the same file: a straightforward loader th
 each line, builds one row per episode and one per turn with plain Python, and writes them with
 pandas ``to_parquet``, with no validation, no quarantine and no atomic commit. calib does strictly
 more work (validation, canonical JSON, content hashing, idempotency, atomic commit), so a ratio
-near 1 is the expected outcome; the issue's goal is absolute: under 60 s and under 2 GiB.
+near 1 is the expected outcome; the goals are absolute (under 60 s and under 2 GiB), and the ratio's
+goal says calib stays at least half as fast as that loader (at least 0.5).
 
 Peak RSS is measured in a child process per loader (``resource.getrusage(RUSAGE_CHILDREN)``), so
 the numbers do not include the generator.
@@ -26,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import figure_line
 
 
 def _generate(path: Path, n: int) -> int:
@@ -116,13 +120,12 @@ def main() -> None:
                    "calib_seconds": round(cal["seconds"], 2), "baseline_seconds": round(base["seconds"], 2),
                    "episodes_per_s": round(eps_s), "peak_rss_mb": round(cal["peak_rss_mb"]),
                    "baseline_peak_rss_mb": round(base["peak_rss_mb"])}
-        quick = " (quick size: goals apply to 100k)" if args.quick else ""
-        print(json.dumps({"bench": "ingest", "figure": "seconds_100k", "value": round(cal["seconds"], 2),
-                          "goal": "< 60" + quick, "met": cal["seconds"] < 60, "details": details}))
-        print(json.dumps({"bench": "ingest", "figure": "peak_rss_gib", "value": round(cal["peak_rss_mb"] / 1024, 3),
-                          "goal": "< 2" + quick, "met": cal["peak_rss_mb"] < 2048, "details": {}}))
-        print(json.dumps({"bench": "ingest", "figure": "speed_vs_json_pandas", "value": round(ratio, 2),
-                          "goal": "report", "met": True, "details": {}}))
+        print(figure_line("ingest", "seconds_100k", round(cal["seconds"], 2), "< 60", quick=args.quick,
+                          details=details))
+        print(figure_line("ingest", "peak_rss_gib", round(cal["peak_rss_mb"] / 1024, 3), "< 2", quick=args.quick,
+                          details={}))
+        print(figure_line("ingest", "speed_vs_json_pandas", round(ratio, 2), ">= 0.5", quick=args.quick,
+                          details={"note": "baseline / calib seconds; calib also validates, hashes, dedups"}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

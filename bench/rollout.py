@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -23,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import figure_line
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, int]:
@@ -89,8 +91,8 @@ def main() -> None:
     details = {"latency_s": args.latency, "concurrency": args.concurrency, "requests_per_episode": round(per_ep, 2),
                "serial": {k: round(v, 3) for k, v in one.items()},
                "concurrent": {k: round(v, 3) for k, v in many.items()}, "quick": args.quick}
-    print(json.dumps({"bench": "rollout", "figure": f"speedup_c{args.concurrency}_vs_c1", "value": round(ratio, 2),
-                      "goal": ">= 25", "met": ratio >= 25, "details": details}))
+    print(figure_line("rollout", f"speedup_c{args.concurrency}_vs_c1", round(ratio, 2), ">= 25", quick=args.quick,
+                      details=details))
 
 
 if __name__ == "__main__":

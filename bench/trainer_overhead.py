@@ -25,7 +25,6 @@ about 800 tokens), gradient checkpointing on both paths (without it: 10+ GB peak
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,6 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import figure_line
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -246,26 +249,23 @@ def main() -> int:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(f"ratio calib / stock: {ratio:.3f}; peak RSS {peak_gb:.2f} GiB")
     print(
-        json.dumps(
-            {
-                "bench": "trainer",
-                "figure": "step_time_ratio_vs_trl",
-                "value": round(ratio, 4),
-                "goal": "<= 1.05",
-                "met": ratio <= 1.05,
-                "details": {
-                    "stock_s": stock,
-                    "calib_s": ours,
-                    "calib_prep_s": prep,
-                    "store_write_s": t_store,
-                    "episodes": len(eps),
-                    "completion_token_slots": n_tokens,
-                    "peak_rss_gib": round(peak_gb, 2),
-                    "gradient_checkpointing": not args.no_checkpointing,
-                    "quick": args.quick,
-                    "model": "random-llama" if args.quick else args.model,
-                },
-            }
+        figure_line(
+            "trainer",
+            "step_time_ratio_vs_trl",
+            round(ratio, 4),
+            "<= 1.05",
+            quick=args.quick,
+            details={
+                "stock_s": stock,
+                "calib_s": ours,
+                "calib_prep_s": prep,
+                "store_write_s": t_store,
+                "episodes": len(eps),
+                "completion_token_slots": n_tokens,
+                "peak_rss_gib": round(peak_gb, 2),
+                "gradient_checkpointing": not args.no_checkpointing,
+                "model": "random-llama" if args.quick else args.model,
+            },
         )
     )
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -24,14 +23,6 @@ from calib.spec import load_spec
 from calib.store import Store
 
 runner = CliRunner()
-
-
-def _taubench_sample() -> Path | None:
-    p = Path(__file__).parents[2] / "shared" / "taubench"
-    if not p.is_dir() and os.environ.get("CALIB_TAUBENCH_DIR"):
-        p = Path(os.environ["CALIB_TAUBENCH_DIR"])
-    f = p / "trajectories" / "sample.json"
-    return f if f.is_file() else None
 
 
 def _analyze_planted(seed: int, **kw):
@@ -171,10 +162,8 @@ def _run(*args: str):
 
 
 @pytest.fixture(scope="module")
-def taubench_store(tmp_path_factory) -> Path:
-    sample = _taubench_sample()
-    if sample is None:
-        pytest.skip("tau-bench sample not found in ../shared/taubench or $CALIB_TAUBENCH_DIR")
+def taubench_store(tmp_path_factory, taubench_sample) -> Path:
+    sample = taubench_sample
     d = tmp_path_factory.mktemp("tb") / "store"
     res = _run("ingest", str(sample), "--format", "taubench", "--store", str(d))
     assert res.exit_code == 0, res.output
@@ -292,11 +281,11 @@ def test_cli_html_without_report_module(synthetic_store, tmp_path, monkeypatch):
     assert not (tmp_path / "analysis.json").exists()  # fails before doing any work
 
 
-def test_cli_html_writes_the_report(synthetic_store, tmp_path):
+def test_cli_html_writes_the_report(synthetic_store, tmp_path, skip_or_fail):
     try:
         import calib.report  # noqa: F401
     except ImportError:
-        pytest.skip("calib.report is not installed: --html is covered by the error test above")
+        skip_or_fail("calib.report is not installed: --html is covered by the error test above")
     res = _run("analyze", "--store", str(synthetic_store.path), "--runs", "r2", "--out", str(tmp_path), "--html",
                "--n-boot", "50")
     assert res.exit_code == 0, res.output

@@ -26,6 +26,33 @@ def test_bench_quick(script: Path):
         assert {"bench", "figure", "value", "goal", "met"} <= set(f), f
         assert script.stem.startswith(f["bench"]), (f["bench"], script.stem)
         assert isinstance(f["value"], (int, float)) and isinstance(f["met"], bool)
+        # a quick run says so, and its met is still computed from value and goal (never hard-coded)
+        assert f.get("quick") is True, f
+        assert not f["met"] or _meets(f["value"], f["goal"]), f
+        if f["met"] is False:
+            assert not _meets(f["value"], f["goal"]) or f["details"].get("content_ok") is False, f
+    if script.stem == "analyze":
+        speed = next(f for f in figures if f["figure"] == "speedup_vs_pandas")["details"]
+        assert speed["warm"] is True and speed["scale"] == 1.0  # baseline timed warm, on every group
+
+
+def _meets(value: float, goal: str) -> bool:
+    """Independent reading of a goal string ("< 30", ">= 20") for the check above."""
+    op, bound = goal.split()
+    return {"<": value < float(bound), "<=": value <= float(bound), ">": value > float(bound),
+            ">=": value >= float(bound)}[op]
+
+
+def test_figure_line_computes_met_and_marks_quick():
+    sys.path.insert(0, str(BENCH))
+    from _common import figure_line, met
+
+    assert met(29.9, "< 30") and not met(30, "< 30") and met(20, ">= 20") and not met(19.9, ">= 20")
+    line = json.loads(figure_line("x", "y", 0.4, ">= 0.5", quick=True, details={}))
+    assert line["met"] is False and line["quick"] is True
+    assert json.loads(figure_line("x", "y", 3, "< 10", quick=False, details={}, also=False))["met"] is False
+    with pytest.raises(ValueError):
+        met(1, "report")  # a goal must be checkable
 
 
 def test_run_all_tabulates(tmp_path: Path):

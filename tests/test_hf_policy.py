@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import pytest
 
@@ -23,17 +22,12 @@ MAX_NEW = 24  # enough for a short reply or the start of a tool call; keeps each
 
 
 @pytest.fixture(scope="module")
-def chat():
-    torch = pytest.importorskip("torch")
-    from calib.errors import CalibError
-    from calib.hf_chat import GenerationConfig, HFChatModel
-    from calib.models import tiny_model_path
+def chat(tiny_model_dir):
+    import torch
 
-    try:
-        path = tiny_model_path()
-    except CalibError as e:
-        print(f"SKIP: tiny model unavailable: {e}", file=sys.stderr)
-        pytest.skip(f"tiny model unavailable: {e}")
+    from calib.hf_chat import GenerationConfig, HFChatModel
+
+    path = tiny_model_dir
     # One intra-op thread: on 2 shared cores, torch's default thread pool oversubscribes and a forward
     # pass gets >10x slower.
     threads = torch.get_num_threads()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from trainer.loop import HISTORY_TABLE, run_loop
 from trainer.loop_config import load_loop_config
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+CRASH_WRAPPER = ROOT / "tests" / "helpers" / "crash_loop.py"
 
 SYNTHETIC = {
     "name": "syn",
@@ -103,8 +104,7 @@ def test_oracle_loop_on_airline_mini(tmp_path: Path):
 
 def test_killed_loop_resumes_without_repeating_stages(tmp_path: Path):
     cfg_path = _config(tmp_path, SYNTHETIC)
-    env = {**os.environ, "CALIB_LOOP_CRASH_AFTER": "1:analyze"}
-    proc = subprocess.run([sys.executable, "-m", "calib", "loop", "--config", str(cfg_path)], env=env,
+    proc = subprocess.run([sys.executable, str(CRASH_WRAPPER), "1:analyze", "loop", "--config", str(cfg_path)],
                           check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL, as a real crash
     state = json.loads((tmp_path / "work" / "loop_state.json").read_text())["stages"]
@@ -123,6 +123,13 @@ def test_killed_loop_resumes_without_repeating_stages(tmp_path: Path):
     assert list(result.history.iteration) == [0, 1]
     # iteration 1's rollouts were not repeated: only the eval run was added
     assert Store(tmp_path / "work" / "store").count() == n_it1 + 32 * SYNTHETIC["eval_samples"]
+
+
+def test_product_code_has_no_crash_switch():
+    """Fault injection belongs to the tests (tests/helpers/crash_loop.py), not to trainer/ or calib/."""
+    offenders = [str(p.relative_to(ROOT)) for d in ("trainer", "calib") for p in (ROOT / d).rglob("*.py")
+                 if "SIGKILL" in p.read_text() or "CALIB_LOOP_CRASH" in p.read_text()]
+    assert offenders == []
 
 
 def test_review_pauses_and_uses_the_edited_spec(tmp_path: Path):

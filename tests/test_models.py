@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -14,16 +13,15 @@ from calib import models
 from calib.errors import CalibError
 
 
-def _gguf_or_skip() -> Path:
+@pytest.fixture
+def gguf(skip_or_fail) -> Path:
     try:
         return models.find_gguf()
     except CalibError as e:
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+        skip_or_fail(str(e))
 
 
-def test_tiny_model_loads_offline():
-    _gguf_or_skip()
+def test_tiny_model_loads_offline(gguf):
     os.environ["HF_HUB_OFFLINE"] = "1"
     path = models.tiny_model_path()  # default cache: converted once per machine, then reused
     assert (path / "config.json").is_file() and (path / "calib-model.json").is_file()
@@ -53,9 +51,8 @@ def test_tiny_model_loads_offline():
     assert sum(c.isalpha() for c in reply) >= 3, reply
 
 
-def test_concurrent_callers_convert_once(tmp_path, monkeypatch):
+def test_concurrent_callers_convert_once(tmp_path, monkeypatch, gguf):
     """Four threads (separate lock file descriptions, like separate processes) ask at once."""
-    gguf = _gguf_or_skip()
     calls = []
 
     def fake_convert(src: Path, out: Path) -> None:
@@ -82,14 +79,13 @@ def test_concurrent_callers_convert_once(tmp_path, monkeypatch):
     assert len(set(results)) == 1
     target = results[0]
     assert json.loads((target / "calib-model.json").read_text())["source_size"] == gguf.stat().st_size
-    # No temporary directories are left behind.
-    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.startswith(".smollm2")] == [
-        target.name
-    ]
+    # No temporary directories are left behind: the checkpoint and the lock file are all there is.
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(
+        [target.name, f".{models.TINY_MODEL_NAME}.lock"]
+    )
 
 
-def test_failed_conversion_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
-    _gguf_or_skip()
+def test_failed_conversion_leaves_no_partial_checkpoint(tmp_path, monkeypatch, gguf):
 
     def broken(src: Path, out: Path) -> None:
         (out / "config.json").write_text("{}")
@@ -99,7 +95,7 @@ def test_failed_conversion_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(CalibError, match="disk full"):
         models.tiny_model_path(tmp_path)
     assert not (tmp_path / "models" / models.TINY_MODEL_NAME).exists()
-    assert [p for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [f".{models.TINY_MODEL_NAME}.lock"]
 
 
 def test_missing_package_is_a_clear_error(monkeypatch):

@@ -9,8 +9,6 @@ Without Chromium the module skips with a reason, except under CI (``CI=true``), 
 from __future__ import annotations
 
 import io
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -37,14 +35,10 @@ PROBE_SIGNAL = '<img src=x onerror="window.__pwned=5">'
 
 
 @pytest.fixture(scope="module")
-def chromium_binary() -> str:
+def chromium_binary(skip_or_fail) -> str:
     path = find_chromium()
     if path is None:
-        msg = "headless Chromium not found (apt-get install chromium, or set CALIB_CHROMIUM)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{msg}: required under CI")
-        print(f"SKIP: {msg}", file=sys.stderr)
-        pytest.skip(msg)
+        skip_or_fail("headless Chromium not found (apt-get install chromium, or set CALIB_CHROMIUM)")
     return path
 
 

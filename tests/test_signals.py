@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,14 +23,6 @@ from calib.tools import airline_catalogue
 
 CAT = airline_catalogue()
 ALL = list(BUILTIN_SIGNALS)
-
-
-def _taubench_dir() -> Path | None:
-    p = Path(__file__).parents[2] / "shared" / "taubench"
-    if p.is_dir():
-        return p
-    env = os.environ.get("CALIB_TAUBENCH_DIR")
-    return Path(env) if env and Path(env).is_dir() else None
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -251,10 +241,8 @@ def test_sql_equals_python_on_synthetic_records(store):
     assert multi["gold_match"] == [1.0] and multi["read_only"] == [1.0] and multi["state_change"] == [0.0]
 
 
-def test_sql_equals_python_on_taubench_sample(store):
-    root = _taubench_dir()
-    if root is None:
-        pytest.skip("tau-bench data not found in ../shared/taubench or $CALIB_TAUBENCH_DIR")
+def test_sql_equals_python_on_taubench_sample(store, taubench_dir):
+    root = taubench_dir
     from calib.ingest import ingest_file, taubench_to_native
 
     path = root / "trajectories" / "sample.json"

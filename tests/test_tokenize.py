@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,18 +23,10 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def tok():
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        path = tiny_model_path()
-    except CalibError as e:
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+def tok(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def _episode() -> list[dict]:

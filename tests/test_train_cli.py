@@ -85,15 +85,8 @@ def spec_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_ready():
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        return tiny_model_path()
-    except CalibError as e:
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+def tiny_ready(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

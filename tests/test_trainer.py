@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +26,10 @@ turn_rewards:
 
 
 @pytest.fixture(scope="module")
-def tok():
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        path = tiny_model_path()
-    except CalibError as e:
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+def tok(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def _config(tmp_path: Path, **kw):

@@ -26,7 +26,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import signal as _signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +40,6 @@ from trainer.loop_config import LoopConfig
 
 STAGES = ("rollout", "analyze", "spec", "train", "eval", "record")
 HISTORY_TABLE = "calibration_history"
-# Fault injection for the resume test: "ITERATION:STAGE" kills this process with SIGKILL right
-# after that stage is recorded as done (as a real crash would, with no cleanup).
-CRASH_ENV = "CALIB_LOOP_CRASH_AFTER"
 
 
 class ReviewPause(CalibError):
@@ -74,9 +70,6 @@ class LoopState:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps({"stages": self.stages}, indent=2, default=str))
         os.replace(tmp, self.path)
-        crash = os.environ.get(CRASH_ENV)
-        if crash and crash == f"{it}:{stage}":
-            os.kill(os.getpid(), _signal.SIGKILL)
 
 
 @dataclass

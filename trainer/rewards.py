@@ -6,12 +6,13 @@ the trainer and the analysis see the same numbers. The outcome is ``weight * out
 
 Built-in signals come from ``calib.signals.episode_signals`` (the readable per-episode
 definition, which a test checks against the store's SQL version); custom ``(episode, turn)``
-callables are called per turn. Episodes are native records as the rollout runner returns them.
+callables are called per turn through ``calib.signals.compute.call_signal``, the function the
+analysis uses, so both accept the same values (a finite number or None) and report a failing signal
+with its episode and turn. Episodes are native records as the rollout runner returns them.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from calib.records import normalize_episode, segment_turns
 from calib.signals import BUILTIN_SIGNALS, episode_signals, resolve_signal
+from calib.signals.compute import call_signal
 from calib.tools import ToolCatalogue
 
 
@@ -40,11 +42,11 @@ def episode_turn_rewards(
         for s in builtin:
             total += active[s] * np.array([0.0 if v is None else float(v) for v in values[s]])
     for s in (s for s in active if s not in BUILTIN_SIGNALS):
-        fn = resolve_signal(s).fn
+        sig = resolve_signal(s)
         for t, turn in enumerate(turns):
-            v = fn(ep, turn)
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                total[t] += active[s] * float(v)
+            v = call_signal(sig, ep, turn)
+            if v is not None:
+                total[t] += active[s] * v
     if not np.isfinite(total).all():
         raise ValueError(f"episode {ep['episode_id']}: a signal returned a non-finite value")
     return total

@@ -20,19 +20,47 @@ from calib.errors import CalibError
 err_console = Console(stderr=True)
 
 
+def user_error_message(e: BaseException) -> str | None:
+    """The one-line message of an error the user's input can cause, or None for a bug.
+
+    Besides :class:`CalibError`: OS errors on the paths the user gave (missing, a directory where a
+    file is expected, not writable, a file in the way, disk full), DuckDB errors on user SQL or
+    files, bad text encodings, and YAML/JSON syntax errors in files the user named. Anything else is
+    a bug and keeps its traceback.
+    """
+    if isinstance(e, CalibError):
+        msg = str(e)
+    elif isinstance(e, OSError):
+        what = e.strerror or type(e).__name__
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        msg = f"{what}: {where}" if where else f"{what}: {e}"
+    elif isinstance(e, UnicodeDecodeError):
+        msg = f"not UTF-8 text ({e.reason} at byte {e.start})"
+    elif "duckdb" in sys.modules and isinstance(e, sys.modules["duckdb"].Error):
+        msg = f"DuckDB: {e}"
+    elif "yaml" in sys.modules and isinstance(e, sys.modules["yaml"].YAMLError):
+        msg = f"invalid YAML: {e}"
+    elif isinstance(e, ValueError) and type(e).__name__ == "JSONDecodeError":
+        msg = f"invalid JSON: {e}"
+    else:
+        return None
+    return " ".join(msg.split())  # one line, whatever the library put in the message
+
+
 class CalibGroup(TyperGroup):
-    """Root group: turns known errors into one red line and an exit code (no traceback)."""
+    """Root group: turns user errors into one red line and an exit code (no traceback)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except CalibError as e:
-            if os.environ.get("CALIB_DEBUG"):
+        except Exception as e:
+            msg = user_error_message(e)
+            if msg is None or os.environ.get("CALIB_DEBUG"):
                 raise
             # One red line and the error's exit code; typer.Exit is the public way to leave with a
             # code (typer vendors its own click, so click's exception classes do not apply).
-            err_console.print(Text("Error: ", style="bold red") + Text(str(e)), highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
+            err_console.print(Text("Error: ", style="bold red") + Text(msg), highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(e, "exit_code", 1)) from None
 
 
 app = typer.Typer(

@@ -79,6 +79,9 @@ def analyze(
         raise UsageError(f"--alpha {alpha}: expected a finite number >= 0")
     if not (math.isfinite(delta) and 0 <= delta < 1):
         raise UsageError(f"--delta {delta}: expected a correlation threshold in [0, 1)")
+    from calib.cli.options import check_output
+
+    check_output(Path(out), folder=True)
     report_writer = _report_writer() if html else None
 
     names = split_csv(signals) or available_signals()

@@ -60,6 +60,7 @@ def misalignment_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from calib.cli.options import check_output
     from calib.errors import UsageError
     from trainer.experiment.arms import get_arms
     from trainer.experiment.misalignment import (
@@ -77,6 +78,7 @@ def misalignment_command(
         write_outputs,
     )
 
+    check_output(out, folder=True)  # before minutes of training, not after
     console = Console(stderr=json_out)
     if setting not in SETTINGS:
         raise UsageError(f"--setting {setting!r}: expected one of {', '.join(SETTINGS)}")

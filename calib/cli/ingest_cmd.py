@@ -23,7 +23,8 @@ def ingest(
     """Ingest rollout dumps into the store: bad records go to the quarantine, the rest is ingested.
 
     Exit code 0 when anything was ingested (or everything was already there), 1 when nothing was,
-    2 on usage errors. Each file is one atomic ingest; re-ingesting a file adds nothing.
+    2 on usage errors. Each file is one atomic ingest; re-ingesting a file adds nothing. A new store
+    is created only where nothing exists (or in an empty directory); any other directory is refused.
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -36,7 +37,9 @@ def ingest(
 
     console = Console()
     catalogue = get_catalogue(domain)
-    st = Store(store)
+    st = Store(store)  # refuses an existing directory that is not a store
+    if st.created:
+        console.print(f"created a new store at {st.path}", highlight=False)
     results = []
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed:,} records"), TimeElapsedColumn(), console=console,
@@ -62,8 +65,11 @@ def ingest(
         elif r.quarantine_file:
             console.print(f"quarantine: {r.quarantine_file}")
     if not any(r.episodes or r.skipped_duplicates for r in results):
-        console.print("[red]nothing was ingested[/]")
-        raise typer.Exit(1)
+        from calib.errors import CalibError
+
+        quarantined = sum(r.quarantined for r in results)
+        raise CalibError(f"nothing was ingested: {quarantined} record(s) quarantined"
+                         + (f" (see {results[-1].quarantine_file})" if results and results[-1].quarantine_file else ""))
 
 
 def register(app: typer.Typer) -> None:

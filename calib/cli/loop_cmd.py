@@ -30,6 +30,10 @@ def loop(
     overrides = {"iterations": iterations, "workdir": str(workdir.resolve()) if workdir else None}
     if review:
         overrides["review"] = True
+    from calib.cli.options import check_input_file
+
+    if config.exists():  # a missing one is load_loop_config's "no such loop config"
+        check_input_file(config, "--config")
     cfg = load_loop_config(config, overrides)
     from rich.text import Text
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from calib.errors import CalibError, UsageError
+
 DEFAULT_STORE = "./calib-store"
 
 
@@ -40,3 +42,46 @@ def split_csv(value: str | None) -> list[str] | None:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     return items or None
+
+
+def check_input_file(path: Path, what: str, *, text: bool = True) -> None:
+    """Refuse (exit 2, one line) an input that is missing, a folder, empty, or (``text``) not UTF-8."""
+    if not path.exists():
+        raise UsageError(f"{what} {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{what} {path}: the file is empty")
+    if text:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.start < len(head) - 4:  # not just a multi-byte character cut by the 64 kB window
+                raise UsageError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
+
+
+def check_output(path: Path, *, folder: bool, flag: str = "--out") -> None:
+    """Refuse (exit 1, one line) an output that cannot be written, before any work: a file where a
+    folder is needed (or the reverse), or a path under a file or under an unwritable folder."""
+    if path.exists():
+        if folder and not path.is_dir():
+            raise CalibError(f"{flag} {path}: a file of that name exists; a folder is needed")
+        if not folder and path.is_dir():
+            raise CalibError(f"{flag} {path}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CalibError(f"{flag} {path}: {parent} is a file, so nothing can be written under it")
+            if not os.access(parent, os.W_OK):
+                raise CalibError(f"{flag} {path}: {parent} is not writable")
+            break
+
+
+def check_store(path: Path) -> None:
+    """Open (or create) the store at ``path`` now, so that a directory that is not a store is refused
+    before a long job starts rather than when it first writes."""
+    from calib.store import Store
+
+    Store(path)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from calib.cli.options import JsonOpt
+from calib.cli.options import JsonOpt, check_input_file
 
 DomainOpt = Annotated[
     str,
@@ -39,9 +39,16 @@ def replay(
     """
     from calib.envs.base import load_domain
     from calib.envs.replay import read_records, rescore, summary
+    from calib.errors import UsageError
 
+    check_input_file(file, "FILE")
     dom = load_domain(domain)
-    records = read_records(file)
+    try:
+        records = read_records(file)
+    except UnicodeDecodeError as e:
+        raise UsageError(f"FILE {file}: not UTF-8 text (byte {e.start})") from None
+    if not records:
+        raise UsageError(f"FILE {file}: no episodes in it")
     rows = rescore(dom, records)
     result = summary(rows)
     written = None

@@ -60,6 +60,9 @@ def report(
         cfg = ReportConfig(mode=mode, max_episodes=max_episodes, per_task=per_task)
     except ValueError as e:
         raise UsageError(f"--max-episodes/--per-task: {e}") from None
+    from calib.cli.options import check_output
+
+    check_output(out, folder=False)
     console = Console(stderr=as_json)
     with console.status("building the report", spinner="dots"):
         result = write_report(

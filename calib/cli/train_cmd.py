@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt
+from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt, check_output, check_store
 
 
 def register(app: typer.Typer) -> None:
@@ -170,6 +170,9 @@ def register(app: typer.Typer) -> None:
                 for k, v in plan.items():
                     console.print(f"{k}: {v}", highlight=False, soft_wrap=True)
             return
+        check_output(job.output_dir, folder=True, flag="--output-dir")  # before the model loads
+        if job.store is not None:
+            check_store(job.store)
         result = run_train(job, callbacks=[RichProgressCallback(console, show_bar=not json_out)])
         summary = {
             "run_id": result.run_id,

@@ -3,13 +3,19 @@
 ``calib report`` without ``--analysis`` analyses the store itself, so a report never shows numbers
 that a fresh ``calib analyze`` of the same store would not: every built-in and entry-point signal
 (computed and cached in the store as ``calib analyze`` does) plus any other signal already in the
-store (written by the user's code with ``store.write_signals``), the
-default :class:`~calib.analysis.run.AnalysisConfig`, and its proposed spec.
+store (written by the user's code with ``store.write_signals``, or by ``calib analyze --signal``),
+the default :class:`~calib.analysis.run.AnalysisConfig`, and its proposed spec.
+
+Two rules: a signal name read from the store's folders is analysed as stored and never imported
+(only names the user passes, in a spec or ``--signal``, may name code to run); and a store this
+process cannot write is analysed in a scratch copy (:meth:`Store.scratch`), which is said once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from calib.errors import CalibError
@@ -26,11 +32,27 @@ def open_store(store: Any):
     raise CalibError(f"expected a store or a store directory, got {type(store).__name__}")
 
 
-def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str | None = None):
+@contextlib.contextmanager
+def computable_store(store: Any) -> Iterator[Any]:
+    """``store`` itself when it is writable, else a scratch copy (and one line on stderr saying so)."""
+    if store.is_writable():
+        yield store
+        return
+    from rich.console import Console
+
+    Console(stderr=True).print(f"note: {store.path} is read-only: signal values are computed in a temporary "
+                               "copy, not cached in the store", highlight=False, soft_wrap=True)
+    with store.scratch() as scratch:
+        yield scratch
+
+
+def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str | None = None,
+                       origin: Any = None):
     """``(analysis dict, proposed RewardSpec)`` for ``store``, computing missing signal values first.
 
     ``mode`` picks the advantage mode of the proposed spec (grpo has no turn advantage to align, so
     the analysis then measures agreement under its default mode and the spec records ``grpo``).
+    ``origin``: the path the spec's provenance names when ``store`` is a scratch copy.
     """
     from calib.analysis.metrics import SIGN_MODES
     from calib.analysis.propose import propose_spec
@@ -40,14 +62,13 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
 
     known = list(available_signals())
     names = known + sorted(set(store.signal_versions()) - set(known))  # built-ins and plug-ins, then the rest
-    # Refresh the values of signals calib can compute (new episodes, new versions); others (written
-    # with store.write_signals by the user's own code) are analysed as they are.
-    computable = [n for n in names if n in set(known) or ":" in n]
-    if computable:
-        compute_signals(store, computable, runs=runs)
+    # Refresh the values of the signals calib itself provides (new episodes, new versions); every
+    # other name comes from a folder of the store and is analysed as stored: it is never imported.
+    if known:
+        compute_signals(store, known, runs=runs)
     cfg = AnalysisConfig(mode=mode) if mode in SIGN_MODES else AnalysisConfig()
     result = analyze_store(store, names, runs=runs, config=cfg)
-    spec = propose_spec(result, cfg, store=str(store.path))
+    spec = propose_spec(result, cfg, store=str(origin or store.path))
     if mode is not None and mode != spec.advantage.mode:
         spec.advantage.mode = mode
     return result.to_json(), spec

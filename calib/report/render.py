@@ -6,6 +6,7 @@ inline, and its Content-Security-Policy lets nothing load (see :mod:`calib.repor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -273,24 +274,30 @@ def write_report(
     None = the analysis's spec file if it exists, else one built from the proposed weights.
     ``mode``: advantage mode of the misalignment picture (None: the spec's).
     """
-    from calib.report.gather import analysis_for_store, open_store
+    from calib.report.gather import analysis_for_store, computable_store, open_store
 
-    st = open_store(store)
     t = time.perf_counter()
     cfg = config or ReportConfig()
     if mode is not None:
         cfg = ReportConfig(**{**cfg.__dict__, "mode": mode})
-    if analysis is None:
-        analysis, computed_spec = analysis_for_store(st, runs=runs, mode=cfg.mode)
-        spec = spec if spec is not None else computed_spec
-    elif not isinstance(analysis, dict):
-        analysis = load_analysis(analysis)
-    t_analysis = time.perf_counter() - t
-    html, info = build_report(st, analysis, runs=runs, spec=spec, config=cfg, title=title)
+    with contextlib.ExitStack() as stack:
+        st = open_store(store)
+        if analysis is None:
+            origin = st.path
+            st = stack.enter_context(computable_store(st))  # the store, or a scratch copy if read-only
+            analysis, computed_spec = analysis_for_store(st, runs=runs, mode=cfg.mode, origin=origin)
+            spec = spec if spec is not None else computed_spec
+        elif not isinstance(analysis, dict):
+            analysis = load_analysis(analysis)
+        t_analysis = time.perf_counter() - t
+        html, info = build_report(st, analysis, runs=runs, spec=spec, config=cfg, title=title)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no stray file
     timings = {"analysis": round(t_analysis, 4), **info["timings"]}
     return ReportResult(path=out, bytes=out.stat().st_size, episodes_embedded=info["episodes_embedded"], timings=timings)

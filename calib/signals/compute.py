@@ -137,7 +137,7 @@ def _custom_frame(store, con, sig: Signal, todo_sql: str, params: list, progress
                     ep[k] = json.loads(ep[k]) if ep[k] is not None else None
                 for turn in by_ep.get(ep["episode_id"], []):
                     turn = {k: (None if _isnan(v) else v) for k, v in turn.items()}
-                    rows_out.append((ep["episode_id"], int(turn["turn_idx"]), _call(sig, ep, turn)))
+                    rows_out.append((ep["episode_id"], int(turn["turn_idx"]), call_signal(sig, ep, turn)))
             if progress is not None:
                 progress.advance(task, len(eps))
     finally:
@@ -145,7 +145,9 @@ def _custom_frame(store, con, sig: Signal, todo_sql: str, params: list, progress
     return pd.DataFrame(rows_out, columns=["episode_id", "turn_idx", "value"])
 
 
-def _call(sig: Signal, episode: dict[str, Any], turn: dict[str, Any]) -> float | None:
+def call_signal(sig: Signal, episode: dict[str, Any], turn: dict[str, Any]) -> float | None:
+    """One custom signal on one turn: a finite float or None, else a CalibError naming signal, episode
+    and turn. The trainer's rewards call this too, so training and analysis accept the same values."""
     try:
         v = sig.fn(episode, turn)  # type: ignore[misc]
     except Exception as e:

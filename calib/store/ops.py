@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from calib.errors import UsageError
+from calib.errors import CalibError, UsageError
 from calib.store.store import Store
 
 _READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -62,52 +64,91 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records"))
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
 def query(store: Store, sql: str) -> pd.DataFrame:
-    """Run read-only SQL over the views. Anything but SELECT/EXPLAIN is refused before it runs."""
+    """Run read-only SQL over the store's tables; anything else fails with one line (exit 1).
+
+    Two fences: statements other than SELECT/EXPLAIN are refused before anything runs, and what runs
+    runs on :meth:`Store.sandbox`, a connection that cannot touch the file system at all (a SELECT
+    can still call ``read_csv`` or hide a ``COPY`` in a CTE; the sandbox refuses those).
+    """
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
-        raise UsageError(f"invalid SQL: {e}") from None
+        raise CalibError(f"invalid SQL: {_one_line(e)}") from None
     if not statements:
-        raise UsageError("empty SQL")
+        raise CalibError("empty SQL")
     for st in statements:
         if st.type not in _READ_ONLY_TYPES:
-            raise UsageError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
-    con = store.connect()
+            raise CalibError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
+    con = store.sandbox()
     try:
         result = None
         for st in statements:
             result = con.execute(st.query).df()
         return result
     except duckdb.Error as e:
-        raise UsageError(f"query failed: {e}") from None
+        raise CalibError(f"query refused or failed: {_one_line(e)}") from None
     finally:
         con.close()
 
 
+def _check_new_output(out: Path, *, folder: bool) -> None:
+    """Refuse, before any work, an output that exists or cannot be created (one line, exit 1)."""
+    if out.exists() and not (folder and out.is_dir() and not any(out.iterdir())):
+        what = "folder" if out.is_dir() else "file"
+        raise CalibError(f"--out {out}: a {what} of that name exists; remove it or choose another path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CalibError(f"--out {out}: {parent} is a file, so nothing can be written under it")
+            break
+
+
 def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, Any]:
     """``jsonl``: canonical episode records, one per line (what ``calib ingest`` reads back).
-    ``parquet``: a folder with episodes/turns/signals Parquet files."""
+    ``parquet``: a folder with episodes/turns/signals Parquet files. The output must not exist yet
+    (an empty folder is fine for parquet); a failed export leaves nothing behind."""
+    if fmt not in ("jsonl", "parquet"):
+        raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")
+    out = Path(out)
+    _check_new_output(out, folder=fmt == "parquet")
     if fmt == "jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         n = 0
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in store.iter_episodes(where):
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-        tmp.replace(out)
-        return {"format": "jsonl", "out": str(out), "episodes": n}
-    if fmt == "parquet":
-        out.mkdir(parents=True, exist_ok=True)
-        con = store.connect()
-        counts = {}
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
-            for t in ("episodes", "turns", "signals"):
-                target = out / f"{t}.parquet"
-                con.execute(f"COPY (SELECT * FROM {t}) TO '{target.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-                counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+            with open(tmp, "w", encoding="utf-8") as f:
+                for rec in store.iter_episodes(where):
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    n += 1
+            tmp.replace(out)
         finally:
-            con.close()
-        return {"format": "parquet", "out": str(out), **counts}
-    raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")
+            tmp.unlink(missing_ok=True)
+        return {"format": "jsonl", "out": str(out), "episodes": n}
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    con = store.connect()
+    counts = {}
+    try:
+        for t in ("episodes", "turns", "signals"):
+            target = out / f"{t}.parquet"
+            # the path is a bound parameter's worth of quoting: any quote in it is doubled
+            con.execute(f"COPY (SELECT * FROM {t}) TO {_sql_str(target.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
+            counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+    except BaseException:
+        for t in ("episodes", "turns", "signals"):
+            (out / f"{t}.parquet").unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    return {"format": "parquet", "out": str(out), **counts}
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"

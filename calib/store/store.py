@@ -10,15 +10,26 @@ Why this shape:
   ``ingest_log`` table for people who open it with the duckdb CLI; it is refreshed after each write.
 - **Idempotent.** ``episode_id`` defaults to a content hash; an episode already in the store is
   skipped, and one whose id is taken by different content is quarantined, never overwritten.
+- **Locks, not pid files.** Each ingest holds an exclusive ``flock`` on ``_staging/<id>.lock`` (its
+  host and pid inside, for people) from before its folder exists until after the rename; only a
+  writer removes a staging folder, and only when it can take that lock (the owner is gone) and the
+  owner was this machine, or the folder is older than :data:`STALE_AFTER_S` (an ingest of another
+  machine, whose locks a network file system may not share). Readers delete nothing. Commits are
+  serialised by ``_commit.lock``, under which the ingest re-checks ids committed since it started,
+  so overlapping ingests of the same file commit each episode once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import glob
 import json
 import os
 import shutil
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,6 +41,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from calib.errors import StoreError
@@ -39,6 +51,10 @@ from calib.tools import ToolCatalogue, airline_catalogue
 
 CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))  # episodes per Parquet part: bounds ingest memory
 TABLE_VIEWS = ("episodes", "turns", "signals")
+# A staging folder of another machine (whose lock we cannot test) is removed only after this long
+# without a sign of life; a live ingest refreshes its lock file's mtime at least once a minute.
+STALE_AFTER_S = 3600.0
+_HEARTBEAT_S = 60.0
 
 
 @dataclass
@@ -78,14 +94,13 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def check_name(kind: str, name: str) -> str:
+    """A signal or side-table name is one plain path component: no separators, no ``.``/``..``."""
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
+            or "\0" in name or os.sep in name):
+        raise StoreError(f"invalid {kind} name {name!r}: one path component, without '/' or '\\' and not "
+                         "starting with '.'")
+    return name
 
 
 def _sql_str(s: str) -> str:
@@ -100,21 +115,37 @@ class Store:
     """A store directory. Cheap to construct; every method opens what it needs and closes it."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True):
+        """Open the store at ``path``. With ``create``, a missing or empty directory becomes a new store
+        (``self.created`` says so); an existing directory with other content is refused, so that no
+        folder is turned into a store by a typo. Opening never deletes anything."""
         self.path = Path(path).absolute()
+        self.created = False
         if not self.path.exists():
             if not create:
                 raise StoreError(
                     f"no store at {self.path}: ingest something first (calib ingest FILE --store {path}) "
                     "or set $CALIB_STORE"
                 )
-            self.path.mkdir(parents=True)
+            try:
+                self.path.mkdir(parents=True)
+            except OSError as e:
+                raise StoreError(f"cannot create a store at {self.path}: {e.strerror or e}") from None
+            self.created = True
         elif not self.path.is_dir():
             raise StoreError(f"{self.path} is a file, not a store directory")
-        elif create is False and not (self.path / "parts").is_dir():
-            raise StoreError(f"{self.path} is not a calib store (no parts/ folder)")
-        for sub in ("parts", "signals", "tables", "quarantine", "_staging"):
-            (self.path / sub).mkdir(exist_ok=True)
-        self._recover()
+        elif not (self.path / "parts").is_dir():
+            if not create:
+                raise StoreError(f"{self.path} is not a calib store (no parts/ folder)")
+            if any(self.path.iterdir()):
+                raise StoreError(f"{self.path} is not a calib store (no parts/ folder) and is not empty: "
+                                 "give a new or empty directory for a new store")
+            self.created = True
+        if create:
+            try:
+                for sub in ("parts", "signals", "tables", "quarantine", "_staging"):
+                    (self.path / sub).mkdir(exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot write to the store {self.path}: {e.strerror or e}") from None
 
     # ------------------------------------------------------------------ reading
 
@@ -148,6 +179,31 @@ class Store:
         con.unregister("_ingest_log_df")
         return con
 
+    def sandbox(self) -> duckdb.DuckDBPyConnection:
+        """A connection for user SQL that cannot reach the file system.
+
+        The tables are Arrow datasets registered on the connection (files opened by pyarrow, not by
+        SQL); then ``enable_external_access`` is turned off and the configuration locked, so no
+        statement can read, write, attach, install or load anything, nor turn that back on.
+        """
+        import pyarrow.dataset as pads
+
+        con = duckdb.connect(":memory:")
+        try:
+            for t in TABLE_VIEWS:
+                files = self._signal_parts() if t == "signals" else self._parts(t)
+                sch = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}[t]
+                con.register(t, pads.dataset(files, schema=sch, format="parquet") if files else sch.empty_table())
+            con.register("_ingest_log_df", self._read_ingest_log())
+            con.execute("CREATE TABLE ingest_log AS SELECT * FROM _ingest_log_df")
+            con.unregister("_ingest_log_df")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         con = self.connect()
         try:
@@ -170,11 +226,21 @@ class Store:
             raise StoreError(f"unknown table {table!r}: one of {', '.join((*TABLE_VIEWS, 'ingest_log'))}")
         return int(self._scalar_rows(f"SELECT count(*) FROM {table}")[0][0])
 
-    def _existing_ids(self) -> dict[str, str]:
-        files = self._parts("episodes")
+    def _part_names(self) -> set[str]:
+        try:
+            return {p.name for p in os.scandir(self.path / "parts") if p.is_dir()}
+        except FileNotFoundError:
+            return set()
+
+    def _existing_ids(self, parts: Iterable[str] | None = None) -> dict[str, str]:
+        """episode_id -> content_hash of the committed parts named (all when None)."""
+        if parts is None:
+            files = self._parts("episodes")
+        else:
+            files = sorted(f for p in parts for f in glob.glob(str(self.path / "parts" / p / "episodes-*.parquet")))
         if not files:
             return {}
-        tbl = pq.ParquetDataset(files).read(columns=["episode_id", "content_hash"])
+        tbl = pa.concat_tables([pq.read_table(f, columns=["episode_id", "content_hash"]) for f in files])
         return dict(zip(tbl.column("episode_id").to_pylist(), tbl.column("content_hash").to_pylist()))
 
     # ------------------------------------------------------------------ catalog + recovery
@@ -197,16 +263,58 @@ class Store:
             df[c] = df[c].astype("int64")
         return df
 
-    def _recover(self) -> None:
-        """Drop staging folders of dead ingests (a killed ingest leaves only those behind)."""
-        for d in (self.path / "_staging").iterdir():
-            pidfile = d / "pid"
+    def clean_staging(self) -> list[str]:
+        """Remove what dead ingests left in ``_staging/`` (writers call this; readers never do).
+
+        An entry goes only when its lock can be taken (so its owner is gone) and the owner was this
+        machine, or when nothing about it changed for :data:`STALE_AFTER_S` (another machine's ingest,
+        or a folder without a lock). Returns the ingest ids removed.
+        """
+        staging = self.path / "_staging"
+        try:
+            names = os.listdir(staging)
+        except FileNotFoundError:
+            return []
+        removed = []
+        host = socket.gethostname()
+        for iid in sorted({n.removesuffix(".lock") for n in names}):
+            folder, lock = staging / iid, staging / f"{iid}.lock"
             try:
-                pid = int(pidfile.read_text()) if pidfile.exists() else -1
-            except ValueError:
-                pid = -1
-            if pid < 0 or not _pid_alive(pid):
-                shutil.rmtree(d, ignore_errors=True)
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                fd = None
+            try:
+                if fd is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a live ingest
+                    try:
+                        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                    except ValueError:
+                        owner = {}
+                    if owner.get("host") != host and _age(folder, lock) < STALE_AFTER_S:
+                        continue
+                elif _age(folder) < STALE_AFTER_S:
+                    continue  # no lock: a folder being renamed right now, or a very old one
+                shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+                removed.append(iid)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        return removed
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Store-wide: one commit at a time (a commit is a few renames: short)."""
+        fd = os.open(self.path / "_commit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def refresh_catalog(self, retries: int = 50) -> None:
         """Rewrite ``catalog.duckdb`` (views with absolute paths + ingest_log) for the duckdb CLI.
@@ -234,6 +342,26 @@ class Store:
             finally:
                 con.close()
             return
+
+    # ------------------------------------------------------------------ read-only stores
+
+    def is_writable(self) -> bool:
+        """Whether this process may write signal values into the store (False on a read-only mount,
+        a store owned by someone else, ...)."""
+        return all(os.access(p, os.W_OK) for p in (self.path, self.path / "signals") if p.exists())
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Store]:
+        """A temporary store that reads this one's parts and starts from a copy of its signal values;
+        whatever is written to it is dropped on exit. For computing on a store one must not write."""
+        tmp = Path(tempfile.mkdtemp(prefix="calib-scratch-"))
+        try:
+            os.symlink(self.path / "parts", tmp / "parts")
+            if (self.path / "signals").is_dir():
+                shutil.copytree(self.path / "signals", tmp / "signals", ignore=shutil.ignore_patterns(".*"))
+            yield Store(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ writing episodes
 
@@ -276,8 +404,7 @@ class Store:
         A new version starts a fresh folder and becomes current only after its part is written, so a
         reader sees either the old version or the complete new one.
         """
-        if not signal or "/" in signal or signal.startswith("."):
-            raise StoreError(f"invalid signal name {signal!r}")
+        check_name("signal", signal)
         vdir = self.path / "signals" / signal / str(version)
         vdir.mkdir(parents=True, exist_ok=True)
         # from_pandas=True turns NaN into NULL, so "no value at this turn" is SQL NULL (count(value)
@@ -301,7 +428,7 @@ class Store:
         return len(df)
 
     def drop_signal(self, signal: str) -> None:
-        shutil.rmtree(self.path / "signals" / signal, ignore_errors=True)
+        shutil.rmtree(self.path / "signals" / check_name("signal", signal), ignore_errors=True)
 
     # ------------------------------------------------------------------ side tables
 
@@ -309,6 +436,7 @@ class Store:
         """Side tables (``calibration_history``, ...): Parquet parts under ``tables/<name>/``."""
         if mode not in {"append", "replace"}:
             raise ValueError("mode must be 'append' or 'replace'")
+        check_name("table", name)
         tdir = self.path / "tables" / name
         if mode == "replace":
             new = self.path / "tables" / f".{name}.{uuid.uuid4().hex}"
@@ -326,6 +454,7 @@ class Store:
         os.replace(tmp, tdir / f"part-{_now():%Y%m%d%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet")
 
     def read_table(self, name: str) -> pd.DataFrame | None:
+        check_name("table", name)
         files = sorted(glob.glob(str(self.path / "tables" / name / "*.parquet")))
         if not files:
             return None
@@ -359,15 +488,55 @@ class IngestWriter:
         self.ingest_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         self.result = IngestResult(self.ingest_id, source=source, run_id=run_id, format=fmt)
         self.started = _now()
+        store.clean_staging()
+        self._lock_fd = self._take_lock()
         self.staging = store.path / "_staging" / self.ingest_id
-        self.staging.mkdir(parents=True)
-        (self.staging / "pid").write_text(str(os.getpid()))
-        self._existing = store._existing_ids()
+        self.staging.mkdir()
+        self._beat = time.monotonic()
+        self._known_parts = store._part_names()  # listed before their ids are read (see _recheck)
+        self._existing = store._existing_ids(self._known_parts)
         self._seen: dict[str, tuple[str, int]] = {}  # episode_id -> (hash, line) within this ingest
         self._eps: list[dict[str, Any]] = []
         self._turns: list[dict[str, Any]] = []
         self._chunk = 0
         self._qfile = None
+
+    def _take_lock(self) -> int:
+        """Create and lock ``_staging/<id>.lock`` before the folder exists; retry with a fresh id if a
+        cleaner removed the file between its creation and our lock (then our lock is on a dead inode)."""
+        staging = self.store.path / "_staging"
+        staging.mkdir(exist_ok=True)
+        for _ in range(100):
+            lock = staging / f"{self.ingest_id}.lock"
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                         "started_at": self.started.isoformat()}).encode())
+                self._lock_path = lock
+                return fd
+            os.close(fd)
+            self.ingest_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+            self.result.ingest_id = self.ingest_id
+        raise StoreError(f"could not lock a staging folder in {staging}")
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._beat > _HEARTBEAT_S:
+            with contextlib.suppress(OSError):
+                os.utime(self._lock_path)
+            self._beat = time.monotonic()
+
+    def _release(self) -> None:
+        if self._lock_fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._lock_path)
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     # -- context manager
     def __enter__(self) -> IngestWriter:
@@ -401,6 +570,7 @@ class IngestWriter:
     def add(self, rec: Any, *, line: int | None = None, file: str | None = None) -> bool:
         """Validate and buffer one native record; quarantine it (and return False) when it is bad."""
         self.result.records += 1
+        self._heartbeat()
         try:
             ep = normalize_episode(rec, run_id=self.run_id, with_hash=True)
             h = ep.pop("_content_hash")
@@ -471,9 +641,68 @@ class IngestWriter:
         self._eps, self._turns = [], []
         self._chunk += 1
 
+    def _recheck(self) -> None:
+        """Under the commit lock: drop staged episodes that an ingest committed since we started
+        (skipped when identical, quarantined when the id holds different content)."""
+        new_parts = self.store._part_names() - self._known_parts
+        theirs = self.store._existing_ids(new_parts) if new_parts and self._seen else {}
+        clash = [eid for eid in self._seen if eid in theirs]
+        if not clash:
+            return
+        r = self.result
+        value_set = pa.array(clash, pa.string())
+        groups: set[str] = set()
+        for ep_file in sorted(self.staging.glob("episodes-*.parquet")):
+            tbl = pq.read_table(ep_file)
+            mask = pc.is_in(tbl["episode_id"], value_set=value_set)
+            gone = tbl.filter(mask).to_pylist()
+            kept = tbl.filter(pc.invert(mask))
+            for row in gone:
+                r.episodes -= 1
+                r.turns -= row["n_turns"]
+                if row["status"] == "error":
+                    r.errors -= 1
+                elif row["success"]:
+                    r.successes -= 1
+                if theirs[row["episode_id"]] == row["content_hash"]:
+                    r.skipped_duplicates += 1
+                else:
+                    raw = {k: row[k] for k in ("episode_id", "run_id", "task_id", "outcome", "success", "status")}
+                    raw["messages"] = json.loads(row["messages"])
+                    self.quarantine(line=row["source_line"], file=row["source"], raw=raw,
+                                    reason=f"episode_id {row['episode_id']!r} was committed with different "
+                                           "content by a concurrent ingest")
+            groups.update(kept.column("group_id").to_pylist())
+            turns_file = ep_file.with_name(ep_file.name.replace("episodes-", "turns-"))
+            turns = pq.read_table(turns_file)
+            turns = turns.filter(pc.invert(pc.is_in(turns["episode_id"], value_set=value_set)))
+            for path, t in ((ep_file, kept), (turns_file, turns)):
+                if kept.num_rows == 0:
+                    path.unlink()
+                else:
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    pq.write_table(t, tmp, compression="zstd")
+                    os.replace(tmp, path)
+        r.groups = groups
+
     # -- commit / abort
     def commit(self) -> IngestResult:
         self._flush()
+        try:
+            with self.store._commit_lock():
+                self._recheck()
+                published = self._publish()
+        except BaseException:
+            shutil.rmtree(self.staging, ignore_errors=True)  # not published: leave nothing behind
+            raise
+        finally:
+            self._release()
+        if published:
+            self.store.refresh_catalog()
+        return self.result
+
+    def _publish(self) -> bool:
+        """Quarantine file, manifest, then the rename (the commit point). False when nothing to publish."""
         if self._qfile is not None:
             self._qfile.close()
         r = self.result
@@ -498,19 +727,18 @@ class IngestWriter:
         if r.episodes == 0:
             # Nothing to publish; the quarantine (if any) is kept for the user to inspect.
             shutil.rmtree(self.staging, ignore_errors=True)
-            return r
-        (self.staging / "pid").unlink()
+            return False
         _atomic_write_text(self.staging / "manifest.json", json.dumps(manifest))
         _fsync_dir(self.staging)
         os.rename(self.staging, self.store.path / "parts" / self.ingest_id)  # the commit point
         _fsync_dir(self.store.path / "parts")
-        self.store.refresh_catalog()
-        return r
+        return True
 
     def abort(self) -> None:
         if self._qfile is not None:
             self._qfile.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -539,6 +767,15 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _age(*paths: Path) -> float:
+    """Seconds since the newest of ``paths`` (the missing ones ignored) last changed."""
+    times = []
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            times.append(p.stat().st_mtime)
+    return time.time() - max(times) if times else float("inf")
 
 
 def _duck_type(t: pa.DataType) -> str:
