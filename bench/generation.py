@@ -17,7 +17,6 @@ Usage: python bench/generation.py [--episodes 16] [--max-turns 4] [--max-new-tok
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -63,6 +62,8 @@ def main() -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from _common import figure_line
+
     from calib.models import tiny_model_path
 
     torch.set_num_threads(args.threads)
@@ -84,16 +85,12 @@ def main() -> int:
     print(f"{'batch 1':<12}{t_one:>10.1f}{eps_one:>12.3f}{calls_one:>16}")
     print(f"{'batched':<12}{t_many:>10.1f}{eps_many:>12.3f}{calls_many:>16}")
     print(f"speedup: {ratio:.2f}x; identical episodes: {same}/{len(many)}")
-    print(json.dumps({
-        "bench": "generation",
-        "figure": "episodes_per_s_batched_vs_batch1",
-        "value": round(ratio, 3),
-        "goal": f">= {GOAL}",
-        "met": ratio >= GOAL,  # at --quick size the figure is not the (details.quick)
-        "details": {"batch1_s": t_one, "batched_s": t_many, "episodes": len(many), "turns": turns,
-                    "calls_batch1": calls_one, "calls_batched": calls_many, "identical_episodes": same,
-                    "threads": args.threads, "quick": args.quick},
-    }))
+    print(figure_line(
+        "generation", "episodes_per_s_batched_vs_batch1", round(ratio, 3), f">= {GOAL}", quick=args.quick,
+        details={"batch1_s": t_one, "batched_s": t_many, "episodes": len(many), "turns": turns,
+                 "calls_batch1": calls_one, "calls_batched": calls_many, "identical_episodes": same,
+                 "threads": args.threads},
+    ))
     return 0
 
 

@@ -89,22 +89,14 @@ def test_unloadable_hub_model_is_one_line(monkeypatch):
         load_pretrained("/nonexistent/model/dir")
 
 
-def test_hub_model_id_loads_from_the_local_hub_cache(tmp_path: Path):
+def test_hub_model_id_loads_from_the_local_hub_cache(tmp_path: Path, tiny_model_dir):
     """`--model org/name` goes through from_pretrained and its cache (offline here: the cache is laid
     out by the test with the tiny model's files, as the hub client would have left them)."""
     import os
     import subprocess
     import sys
 
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        tiny = tiny_model_path()
-    except CalibError as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    tiny = tiny_model_dir
     rev = "0" * 40
     snap = tmp_path / "hub" / "models--calib-test--tiny-chat" / "snapshots" / rev
     snap.mkdir(parents=True)

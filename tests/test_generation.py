@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 
 import pytest
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        path = tiny_model_path()
-    except CalibError as e:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+def tiny(tiny_model_dir):
+    path = tiny_model_dir
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -120,21 +118,7 @@ def test_fake_vllm_follows_trl_signatures():
         assert fake == real, f"{name}: fake {fake} != TRL {real}"
 
 
-@pytest.fixture(scope="module")
-def tiny_ready():
-    from calib.errors import CalibError
-    from calib.models import tiny_model_path
-
-    try:
-        return tiny_model_path()
-    except CalibError as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
-
-
-def test_train_with_vllm_two_steps(tmp_path: Path, tiny_ready, monkeypatch):
+def test_train_with_vllm_two_steps(tmp_path: Path, tiny_model_dir, monkeypatch):
     import trl.trainer.grpo_trainer as grpo_module
 
     from calib.cli import app
