@@ -2,10 +2,11 @@
 
 Both runs play the same 16 episodes (8 tasks x 2 samples, fixed seeds) with the same policy, the
 trainer's ``TrainingPolicy`` on the tiny model (SmolLM2-135M), the scripted customer, at most 4
-turns of 32 new tokens, a one-line system prompt and minimal tool schemas. What differs is the turn
-batcher's cap: ``max_batch=1`` (one sequence per ``generate`` call, the old behaviour) versus no cap
-(every episode waiting on the model in one call). Figure: episodes per second batched / one at a
-time (goal >= 2.5 on 2 cores).
+turns of 32 new tokens, a one-line system prompt and minimal tool schemas. Baseline: the old
+behaviour, one sequence per ``generate`` call (``max_batch=1``) re-reading the whole conversation
+every turn (no prefix cache). calib: the turn batcher with no cap (every episode waiting on the model
+in one call) and the prefix cache (each turn runs only the conversation's new tokens). Figure:
+episodes per second calib / baseline (goal >= 2.5 on 2 cores).
 
 Sampling is greedy, so the two runs should play the same episodes; the details report how many
 came out identical (a difference is a near-tie flipped by batched float rounding).
@@ -30,14 +31,15 @@ SYSTEM = "You are an airline agent. Use the tools."
 GOAL = 2.5
 
 
-def play(model, tok, *, max_batch, n_episodes: int, max_turns: int, max_new_tokens: int):
+def play(model, tok, *, max_batch, prefix_cache: bool, n_episodes: int, max_turns: int, max_new_tokens: int):
     """Play the bench's episodes; return (episodes, seconds, backend calls)."""
     from calib.envs import load_domain
     from calib.hf_chat import GenerationConfig, HFChatModel
     from calib.rollout.runner import run_rollouts
     from trainer.policy import PromptView, TrainingPolicy
 
-    chat = HFChatModel(model, tok, GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0))
+    chat = HFChatModel(model, tok, GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0,
+                                                    prefix_cache_tokens=32768 if prefix_cache else 0))
     policy = TrainingPolicy(chat, view=PromptView(system_prompt=SYSTEM, tool_detail="minimal"), max_batch=max_batch)
     domain = load_domain("airline-mini")
     samples = 2
@@ -71,9 +73,9 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     kw = {"n_episodes": args.episodes, "max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens}
-    play(model, tok, max_batch=None, **{**kw, "n_episodes": 2, "max_turns": 1})  # warm-up
-    one, t_one, calls_one = play(model, tok, max_batch=1, **kw)
-    many, t_many, calls_many = play(model, tok, max_batch=None, **kw)
+    play(model, tok, max_batch=None, prefix_cache=True, **{**kw, "n_episodes": 2, "max_turns": 1})  # warm-up
+    one, t_one, calls_one = play(model, tok, max_batch=1, prefix_cache=False, **kw)
+    many, t_many, calls_many = play(model, tok, max_batch=None, prefix_cache=True, **kw)
 
     turns = sum(e["info"]["n_turns"] for e in many)
     same = sum(a["messages"] == b["messages"] for a, b in zip(one, many))
@@ -81,9 +83,9 @@ def main() -> int:
     ratio = eps_many / eps_one
     print(f"{len(many)} episodes, {turns} assistant turns, <= {args.max_turns} turns of <= {args.max_new_tokens} "
           f"tokens, SmolLM2-135M, {args.threads} thread(s), greedy")
-    print(f"{'mode':<12}{'seconds':>10}{'episodes/s':>12}{'generate calls':>16}")
-    print(f"{'batch 1':<12}{t_one:>10.1f}{eps_one:>12.3f}{calls_one:>16}")
-    print(f"{'batched':<12}{t_many:>10.1f}{eps_many:>12.3f}{calls_many:>16}")
+    print(f"{'mode':<18}{'seconds':>10}{'episodes/s':>12}{'generate calls':>16}")
+    print(f"{'batch 1, no cache':<18}{t_one:>10.1f}{eps_one:>12.3f}{calls_one:>16}")
+    print(f"{'batched + cache':<18}{t_many:>10.1f}{eps_many:>12.3f}{calls_many:>16}")
     print(f"speedup: {ratio:.2f}x; identical episodes: {same}/{len(many)}")
     print(figure_line(
         "generation", "episodes_per_s_batched_vs_batch1", round(ratio, 3), f">= {GOAL}", quick=args.quick,
