@@ -9,7 +9,14 @@ from collections import Counter
 import pytest
 
 from calib.envs.base import STOP, load_domain
-from calib.policies.oracle import MISTAKE_KINDS, OracleConfig, OraclePolicy, mutate_arguments
+from calib.policies.oracle import (
+    MISTAKE_KINDS,
+    OracleConfig,
+    OraclePolicy,
+    identifiers,
+    mutate_arguments,
+    unsourced_identifiers,
+)
 from calib.rollout.runner import run_rollouts, write_episodes
 from calib.tools import AIRLINE_WRITE_TOOLS
 
@@ -111,11 +118,16 @@ def test_declined_confirmation_skips_the_write(mini):
         name, done = "no", False
 
         def reset(self, task):
+            self.task = task
             return "Hi."
 
         def step(self, msg):
             if "confirm" in msg:
                 return "No, do not do that."
+            if "user id" in msg:  # the oracle asks who the customer is and which reservation they mean
+                return f"My user id is {self.task.user_id}."
+            if "reservation id" in msg:
+                return "It is " + " and ".join(self.task.profile["reservation_ids"]) + "."
             self.done = True
             return STOP
 
@@ -156,3 +168,45 @@ def test_no_mistakes_succeeds_on_the_taubench_tasks(taubench_dir):
     eps = run_rollouts(domain, OraclePolicy(), "scripted", "all", samples=1, concurrency=8)
     assert len(eps) == 50
     assert [e["task_id"] for e in eps if not e["success"]] == []
+
+
+def test_unsourced_identifiers_flags_invented_ids():
+    msgs = [{"role": "system", "content": "You serve user ann_1."},
+            {"role": "user", "content": "Hi, my user id is ann_1. Cancel ABC123."},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c0", "name": "get_user_details", "arguments": {"user_id": "ann_1"}}]},
+            {"role": "tool", "name": "get_user_details", "content": '{"payment_methods": {"gift_card_7": {}}}'},
+            {"role": "assistant", "content": "I will use gift_card_9 and HAT0012.", "tool_calls": [
+                {"id": "c1", "name": "book_reservation", "arguments": {
+                    "user_id": "ann_1", "flights": [{"flight_number": "HAT001", "date": "2024-05-01"}],
+                    "payment_methods": [{"payment_id": "gift_card_7", "amount": 10}, {"payment_id": "gift_card_9"}]}}]}]
+    bad = unsourced_identifiers(msgs)
+    # neither the system prompt nor the agent's own words are a source; HAT001 is not HAT0012
+    assert [(b["argument"], b["value"]) for b in bad] == [("flight_number", "HAT001"), ("payment_id", "gift_card_9")]
+    assert identifiers({"reservation_id": "X", "amount": 5, "n": {"payment_id": "p"}}) == [
+        ("reservation_id", "X"), ("payment_id", "p")]
+
+
+def test_identifiers_come_from_the_customer_or_tool_results(mini):
+    """Demonstrations a policy could have produced: no id is taken from the task's hidden data."""
+    eps = run_rollouts(mini, OraclePolicy(), "scripted", "all", samples=1, concurrency=8)
+    assert all(e["success"] for e in eps)
+    assert [(e["task_id"], b) for e in eps for b in unsourced_identifiers(e["messages"])] == []
+    assert all("unsourced" not in e["info"] for e in eps)
+    # the customer is asked who they are before their profile is read
+    users = {t.task_id: t.user_id for t in mini.tasks}
+    for e in eps:
+        first = next(m for m in e["messages"] if m["role"] == "assistant")
+        assert first["content"] == "Could you please tell me your user id?", (e["task_id"], first)
+        assert users[e["task_id"]] not in next(m for m in e["messages"] if m["role"] == "user")["content"]
+
+
+def test_identifiers_are_sourced_on_the_taubench_tasks(taubench_dir):
+    domain = load_domain(f"taubench:{taubench_dir / 'airline'}")
+    eps = run_rollouts(domain, OraclePolicy(), "scripted", "all", samples=1, concurrency=8)
+    assert len(eps) == 50 and all(e["success"] for e in eps)
+    bad = [(e["task_id"], b) for e in eps for b in unsourced_identifiers(e["messages"])]
+    assert bad == []
+    n_ids = sum(len(identifiers(c["arguments"])) for e in eps for m in e["messages"] if m["role"] == "assistant"
+                for c in m.get("tool_calls") or [])
+    assert n_ids > 100  # the check had something to check

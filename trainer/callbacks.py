@@ -21,10 +21,20 @@ STEP_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def format_step(step: int, logs: dict[str, Any]) -> str:
+# The same for ``calib sft`` (TRL SFTTrainer's log keys).
+SFT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("loss", "loss", "{:.4f}"),
+    ("mean_token_accuracy", "token_acc", "{:.3f}"),
+    ("num_tokens", "tokens", "{:.0f}"),
+    ("learning_rate", "lr", "{:.2e}"),
+    ("epoch", "epoch", "{:.2f}"),
+)
+
+
+def format_step(step: int, logs: dict[str, Any], columns: tuple[tuple[str, str, str], ...] = STEP_COLUMNS) -> str:
     """``step 3  loss -0.0123  success 0.25 ...``; absent or undefined values print as ``-``."""
     parts = [f"step {step}"]
-    for key, label, fmt in STEP_COLUMNS:
+    for key, label, fmt in columns:
         v = logs.get(key)
         text = fmt.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
         parts.append(f"{label} {text}")
@@ -34,9 +44,12 @@ def format_step(step: int, logs: dict[str, Any]) -> str:
 class RichProgressCallback(TrainerCallback):
     """Progress bar over optimiser steps (starting where a resumed run starts) plus a log line per step."""
 
-    def __init__(self, console: Any = None, *, show_bar: bool = True):
+    def __init__(self, console: Any = None, *, show_bar: bool = True,
+                 columns: tuple[tuple[str, str, str], ...] = STEP_COLUMNS, label: str = "train"):
         from rich.console import Console
 
+        self.columns = columns
+        self.label = label
         self.console = console or Console(stderr=True)
         self.show_bar = show_bar
         self.progress = None
@@ -49,7 +62,7 @@ class RichProgressCallback(TrainerCallback):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("train"),
+            TextColumn(self.label),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -66,7 +79,7 @@ class RichProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        line = format_step(state.global_step, logs)
+        line = format_step(state.global_step, logs, self.columns)
         self.lines.append(line)
         self.console.print(line, highlight=False, soft_wrap=True)
 

@@ -83,6 +83,7 @@ _COMMAND_MODULES = (
     "calib.cli.analyze_cmd",
     "calib.cli.report_cmd",
     "calib.cli.spec_cmd",
+    "calib.cli.sft_cmd",
     "calib.cli.train_cmd",
     "calib.cli.loop_cmd",
     "calib.cli.experiment_cmd",

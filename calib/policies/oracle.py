@@ -1,8 +1,12 @@
 """The `oracle` policy: plays the task's expected actions like a careful agent, with seeded mistakes.
 
-Without mistakes it does what a good airline agent does: look up the user or the reservation before
-changing anything, describe the change and wait for the customer's "yes", make the call, then say the
-answers the task requires. With mistakes it produces the failure modes that reward calibration must
+Without mistakes it does what a good airline agent does: ask the customer who they are and which
+reservation they mean, look the user or the reservation up before changing anything, describe the
+change and wait for the customer's "yes", make the call, then say the answers the task requires. The
+task's expected actions say what to do, but every identifier passed to a tool (``*_id`` arguments,
+flight numbers) is first heard from the customer or read in a tool result (see :func:`_find_source`
+and :func:`unsourced_identifiers`), so its episodes are demonstrations a model could learn from
+without learning to invent ids. With mistakes it produces the failure modes that reward calibration must
 tell apart, each kind with its own per-episode rate (so that rollouts with known causes of failure
 exist on CPU, without a model):
 
@@ -77,6 +81,8 @@ class Step:
     arguments: dict[str, Any] = field(default_factory=dict)
     text: str = ""
     mistake: dict[str, Any] | None = None  # recorded when this step is played
+    truth: dict[str, Any] | None = None  # the unmutated arguments whose identifiers are sourced first
+    exempt: bool = False  # a mistake step played as drawn: its identifiers are not sourced
 
 
 def _args(action: dict[str, Any]) -> dict[str, Any]:
@@ -180,34 +186,40 @@ def build_plan(ctx: EpisodeContext, cfg: OracleConfig, schemas: dict[str, dict[s
             i = rng.choice(candidates)
             m = mutate_arguments(actions[i]["name"], actions[i]["arguments"], rng, schemas)
             if m is not None:
-                actions[i] = {"name": actions[i]["name"], "arguments": m[0],
+                actions[i] = {"name": actions[i]["name"], "arguments": m[0], "truth": actions[i]["arguments"],
                               "mistake": {"kind": "wrong_argument", "tool": actions[i]["name"], **m[1]}}
 
     steps: list[Step] = []
     seen: set[str] = set()
 
-    def call(name: str, arguments: dict[str, Any], mistake: dict[str, Any] | None = None) -> None:
+    def call(name: str, arguments: dict[str, Any], mistake: Any = None, truth: dict[str, Any] | None = None) -> None:
         key = name + json.dumps(arguments, sort_keys=True)
         if mistake is None and name not in AIRLINE_WRITE_TOOLS and key in seen:
             return  # a careful agent does not read the same thing twice
         seen.add(key)
-        steps.append(Step("call", name, arguments, mistake=mistake))
+        steps.append(Step("call", name, arguments, mistake=mistake, truth=truth))
 
-    for a in actions:
+    # Between the stages of a multi-request task, ask what else the customer needs, so that the next
+    # request (and the identifiers it names) is heard before it is acted on.
+    stage_ends = {max(s["actions"]) for s in (task.profile or {}).get("stages", [])[:-1] if s.get("actions")}
+
+    for j, a in enumerate(actions):
         if a["name"] in AIRLINE_WRITE_TOOLS:
             if cfg.lookups:
                 for name, args in _lookups_for(a, task.user_id):
                     call(name, args)
             if not draws["skipped_confirmation"]:
-                steps.append(Step("confirm", a["name"], a["arguments"],
+                steps.append(Step("confirm", a["name"], a["arguments"], truth=a.get("truth"),
                                   text=f"Before I go ahead, please confirm: I will {describe(a['name'], a['arguments'])}. "
                                        "Shall I proceed (yes/no)?"))
             mistake = a.get("mistake")
             if draws["skipped_confirmation"]:
                 mistake = [mistake, {"kind": "skipped_confirmation", "tool": a["name"]}]
-            call(a["name"], a["arguments"], mistake)
+            call(a["name"], a["arguments"], mistake, a.get("truth"))
         else:
-            call(a["name"], a["arguments"], a.get("mistake"))
+            call(a["name"], a["arguments"], a.get("mistake"), a.get("truth"))
+        if j in stage_ends:
+            steps.append(Step("say", text="Done. Is there anything else I can help you with?"))
 
     closing: list[Step] = []
     if task.kind == "forbidden":
@@ -233,20 +245,81 @@ def build_plan(ctx: EpisodeContext, cfg: OracleConfig, schemas: dict[str, dict[s
         extra = ("get_user_details", {"user_id": task.user_id}) if task.user_id and rng.random() < 0.5 \
             else ("list_all_airports", {})
         pos = rng.randrange(len(steps) + 1)
-        steps.insert(pos, Step("call", extra[0], extra[1], mistake={"kind": "extra_lookup", "tool": extra[0]}))
+        steps.insert(pos, Step("call", extra[0], extra[1], mistake={"kind": "extra_lookup", "tool": extra[0]},
+                               exempt=True))
 
     if draws["premature_write"]:
         if writes:
             a = actions[writes[0]]
             m = mutate_arguments(a["name"], a["arguments"], rng, schemas)
             if m is not None:
-                steps.insert(0, Step("call", a["name"], m[0],
+                steps.insert(0, Step("call", a["name"], m[0], exempt=True,
                                      mistake={"kind": "premature_write", "tool": a["name"], **m[1]}))
         elif task.user_id:
-            steps.insert(0, Step("call", "get_user_details", {"user_id": task.user_id}))
+            steps.insert(0, Step("call", "get_user_details", {"user_id": task.user_id}, exempt=True))
             steps.insert(1, Step("cancel_from_lookup",
                                  mistake={"kind": "premature_write", "tool": "cancel_reservation"}))
     return steps + closing
+
+
+# ----------------------------------------------------------------------------- identifiers
+
+# Argument names whose values are identifiers: they must be heard or read before they are used.
+_SLOT_OF = {"user_id": "user_id", "reservation_id": "reservation_id", "payment_id": "payment",
+            "flight_number": "flight"}
+_ASK_FIRST = ("user_id", "reservation_id")  # who the customer is and what they mean: theirs to say
+_QUESTIONS = {
+    "user_id": "Could you please tell me your user id?",
+    "reservation_id": "Could you please tell me the reservation id?",
+    "payment": "Which payment method would you like to use?",
+    "flight": "Which flight would you like, with its flight number and date?",
+}
+
+
+def is_identifier(key: str) -> bool:
+    """``*_id`` arguments and flight numbers: values an agent must not invent."""
+    return key.endswith("_id") or key == "flight_number"
+
+
+def identifiers(arguments: Any) -> list[tuple[str, str]]:
+    """Every (argument name, value) identifier in ``arguments``, nested lists and objects included."""
+    out: list[tuple[str, str]] = []
+
+    def walk(v: Any, key: str) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, str(k))
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, key)
+        elif isinstance(v, str) and v and is_identifier(key):
+            out.append((key, v))
+
+    walk(arguments, "")
+    return list(dict.fromkeys(out))
+
+
+def conversation_text(messages: list[dict[str, Any]], roles: tuple[str, ...] = ("user", "tool")) -> str:
+    """What the agent has heard (``user``) and read (``tool``) so far, as one string."""
+    return "\n".join(str(m.get("content") or "") for m in messages if m.get("role") in roles)
+
+
+def mentions(text: str, value: str) -> bool:
+    """``value`` occurs in ``text`` as a whole token (``HAT001`` is not in ``HAT0012``)."""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(value)}(?![A-Za-z0-9_])", text) is not None
+
+
+def unsourced_identifiers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Identifiers of tool calls that appear in no earlier customer message or tool result."""
+    bad: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        known = conversation_text(messages[:i])
+        for c in m.get("tool_calls") or []:
+            bad += [{"turn": i, "tool": c["name"], "argument": k, "value": v}
+                    for k, v in identifiers(c.get("arguments") or {}) if not mentions(known, v)]
+    return bad
 
 
 # ----------------------------------------------------------------------------- policy
@@ -291,6 +364,10 @@ class OraclePolicy(Policy):
 
         while st["i"] < len(plan):
             step = plan[st["i"]]
+            if step.kind in {"call", "confirm"} and not step.exempt:
+                found = self._find_source(step, messages, ctx, turn)
+                if found is not None:
+                    return found  # this turn goes to learning an identifier; the step is played later
             st["i"] += 1
             msg = self._play(step, messages, turn)
             if msg is None:
@@ -302,6 +379,54 @@ class OraclePolicy(Policy):
                 st["awaiting_confirmation"] = step.name
             return msg
         return assistant_text("You are welcome. Have a good day!")
+
+    def _find_source(self, step: Step, messages: list[dict[str, Any]], ctx: EpisodeContext,
+                     turn: int) -> dict[str, Any] | None:
+        """A question or lookup that brings a still-unknown identifier of ``step`` into the conversation.
+
+        Identifiers (user, reservation and payment ids, flight numbers) must come from the customer or
+        from a tool result, never from the task's hidden data. The customer is asked first for who
+        they are and which reservation they mean; anything else is taken from tool results when they
+        already show it, else asked for, else looked up. Returns None when every identifier is sourced
+        (or nothing more can be tried: then the call is made as planned and the gap stays visible).
+        """
+        st = ctx.state
+        asked: set[str] = st.setdefault("asked", set())
+        fetched: set[str] = st.setdefault("fetched", set())
+        said = conversation_text(messages, roles=("user",))
+        known = conversation_text(messages)
+        for key, value in identifiers(step.truth if step.truth is not None else step.arguments):
+            slot = _SLOT_OF.get(key, "")
+            if key in _ASK_FIRST and not mentions(said, value) and slot not in asked:
+                asked.add(slot)
+                return assistant_text(_QUESTIONS[slot])
+            if mentions(known, value):
+                continue
+            if slot in _QUESTIONS and slot not in asked:
+                asked.add(slot)
+                return assistant_text(_QUESTIONS[slot])
+            for name, args in self._lookups(ctx.task, key, known):
+                k = name + json.dumps(args, sort_keys=True)
+                if k not in fetched:
+                    fetched.add(k)
+                    return assistant_call(name, args, f"call_{turn}")
+            ctx.info.setdefault("unsourced", []).append({"tool": step.name, "argument": key, "turn": turn})
+        return None
+
+    @staticmethod
+    def _lookups(task: Any, key: str, known: str) -> list[tuple[str, dict[str, Any]]]:
+        """Read-only calls, on identifiers already known, whose results may show the missing one."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        if task.user_id and mentions(known, task.user_id):
+            out.append(("get_user_details", {"user_id": task.user_id}))
+        if key != "user_id":
+            res_ids = list((task.profile or {}).get("reservation_ids") or [])
+            for a in task.actions:
+                rid = _args(a).get("reservation_id")
+                if rid and rid not in res_ids:
+                    res_ids.append(rid)
+            out += [("get_reservation_details", {"reservation_id": r}) for r in res_ids if mentions(known, r)]
+        return out
 
     def _play(self, step: Step, messages: list[dict[str, Any]], turn: int) -> dict[str, Any] | None:
         if step.kind == "call":
