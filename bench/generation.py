@@ -62,9 +62,8 @@ def main() -> int:
     if args.quick:
         args.episodes, args.max_turns, args.max_new_tokens = 4, 2, 16
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from _common import figure_line
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from calib.models import tiny_model_path
 

@@ -122,10 +122,9 @@ def test_prompt_view():
 def test_training_policy_shows_its_own_raw_text(tok):
     """Earlier turns are shown as generated (not re-serialised), and each reply carries its token ids."""
     from calib.envs import Task
+    from calib.generation import Completion
     from calib.policies.base import EpisodeContext
     from trainer.policy import TrainingPolicy
-
-    from calib.generation import Completion
 
     class FakeChat:
         """Renders by remembering the messages; the backend replies with scripted texts."""
