@@ -99,16 +99,20 @@ class AnalysisResult:
     signals: list[dict[str, Any]]  # the same, nested (analysis.json)
     summary: dict[str, Any]
     parameters: dict[str, Any]
+    # Signals an imported dump carried (calib.signals.imported): {"turn": rows, "episode": rows}. Reported
+    # in their own section and kept out of the proposed spec (the trainer cannot compute them online).
+    imported: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(
-            {
-                "schema_version": ANALYSIS_SCHEMA_VERSION,
-                "summary": self.summary,
-                "parameters": self.parameters,
-                "signals": self.signals,
-            }
-        )
+        doc = {
+            "schema_version": ANALYSIS_SCHEMA_VERSION,
+            "summary": self.summary,
+            "parameters": self.parameters,
+            "signals": self.signals,
+        }
+        if self.imported:
+            doc["imported_signals"] = self.imported
+        return _jsonable(doc)
 
 
 # ----------------------------------------------------------------------------- reading
