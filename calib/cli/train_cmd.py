@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt
+from calib.cli.options import DEFAULT_STORE, JsonOpt, SplitOpt, StoreOpt, check_domain
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         domain: Annotated[
-            str, typer.Option("--domain", help="airline-mini, airline-mini:SEED or taubench:PATH.")
+            str, typer.Option("--domain", help="airline-mini, airline-mini:SEED, taubench:PATH or tau2:DOMAIN.")
         ] = "airline-mini",
+        split: SplitOpt = "all",
         user: Annotated[
             str, typer.Option("--user", help="User simulator: scripted, llm or hf.")
         ] = "scripted",
@@ -119,6 +120,9 @@ def register(app: typer.Typer) -> None:
         info.step) so that `calib analyze` can read them. Logs one line per step: loss, success rate,
         mean turns, turn-reward and advantage statistics, misaligned mass.
         """
+        check_domain(domain)  # before the heavy imports: one line when the tau2 package is missing
+        if split != "all":
+            tasks = _split_tasks(domain, split, tasks)
         from rich.console import Console
 
         from trainer.callbacks import RichProgressCallback
@@ -171,3 +175,13 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _split_tasks(domain: str, split: str, tasks: str | None) -> str:
+    """--tasks restricted to --split, as the comma-separated ids the trainer takes."""
+    from calib.envs.base import load_domain
+    from calib.envs.splits import filter_split
+    from calib.rollout.runner import select_tasks
+
+    dom = load_domain(domain)
+    return ",".join(t.task_id for t in filter_split(dom, select_tasks(dom, tasks), split))

@@ -165,6 +165,8 @@ async def play_episode(
     except Exception as e:  # a bug in a policy/user/env: stop the rollout, say where
         raise CalibError(f"episode task={task.task_id} sample={sample} failed: {type(e).__name__}: {e}") from e
 
+    if hasattr(env, "finish"):  # environments that score the whole conversation (tau2) get the transcript
+        env.finish(messages, termination)
     reward = env.evaluate(replies)
     n_turns = sum(1 for m in messages if m["role"] == "assistant")
     info: dict[str, Any] = {
@@ -178,6 +180,8 @@ async def play_episode(
         "task_kind": task.kind,
         "user": getattr(user, "name", type(user).__name__),
     }
+    if isinstance(reward.details.get("signals"), dict):  # reward components as signals (calib.signals.imported)
+        info["signals"] = reward.details.pop("signals")
     info.update(cfg.info)
     info.update(ctx.info)  # e.g. the oracle's "mistakes"
     if error:
