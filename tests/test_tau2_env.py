@@ -205,3 +205,13 @@ def test_without_tau2_loop_says_how_to_install(monkeypatch, tmp_path: Path):
     res = runner.invoke(app, ["loop", "--config", str(cfg)])
     lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert res.exit_code != 0 and len(lines) == 1 and "pip install 'calib[tau2]'" in lines[0], res.output
+
+
+def test_replay_agrees_on_the_four_trial_fixture(tau2_pkg):
+    """The committed fixture (scripts/make_tau2_fixture.py) replays to its recorded rewards, failures included."""
+    f = ROOT / "tests" / "data" / "tau2_airline_oracle_4trials.json"
+    res = runner.invoke(app, ["replay", str(f), "--domain", "tau2:airline", "--json"])
+    out = json.loads(res.output.strip().splitlines()[-1])
+    rewards = [s["reward_info"]["reward"] for s in json.loads(f.read_text())["simulations"]]
+    assert 0 < sum(rewards) < len(rewards)
+    assert (out["episodes"], out["agreement"]) == (len(rewards), 1.0)

@@ -45,7 +45,7 @@ def tau2_sample() -> Path:
     return p
 
 
-FIXTURE_4x = ROOT / "tests" / "data" / "tau2_airline_mock_trials.json"
+FIXTURE_4x = ROOT / "tests" / "data" / "tau2_airline_oracle_4trials.json"  # made by scripts/make_tau2_fixture.py
 
 
 def _doc(path: Path) -> dict:
@@ -187,9 +187,9 @@ def test_user_tool_calls_are_kept_and_marked(tmp_path: Path):
     assert len(turns) == 2 and turns["observation"].isna().all()
 
 
-def test_eval_pass_hat_k_equals_hand_computation(tau2_sample: Path, tmp_path: Path):
+def test_eval_pass_hat_k_equals_hand_computation(tmp_path: Path):
     """calib eval on imported tau2 results == pass^k computed by hand from the file."""
-    path = FIXTURE_4x if FIXTURE_4x.exists() else tau2_sample
+    path = FIXTURE_4x
     doc = _doc(path)
     ingest_file(Store(tmp_path / "s"), path, run_id="t2")
     res = runner.invoke(app, ["eval", "--store", str(tmp_path / "s"), "--run", "t2", "--json"])
@@ -202,12 +202,11 @@ def test_eval_pass_hat_k_equals_hand_computation(tau2_sample: Path, tmp_path: Pa
     for k in range(1, kmax + 1):
         vals = [comb(sum(v), k) / comb(len(v), k) for v in by_task.values() if len(v) >= k]
         assert got[k] == pytest.approx(sum(vals) / len(vals))
-    if path == FIXTURE_4x:
-        assert kmax == 4
+    assert kmax == 4 and 1 in got and 4 in got
 
 
-def test_analyze_lists_tau2_component_signals(tau2_sample: Path, tmp_path: Path):
-    path = FIXTURE_4x if FIXTURE_4x.exists() else tau2_sample
+def test_analyze_lists_tau2_component_signals(tmp_path: Path):
+    path = FIXTURE_4x
     ingest_file(Store(tmp_path / "s"), path)
     out = tmp_path / "out"
     res = runner.invoke(app, ["analyze", "--store", str(tmp_path / "s"), "--out", str(out), "--n-boot", "200"])
@@ -229,3 +228,43 @@ def test_analyze_lists_tau2_component_signals(tau2_sample: Path, tmp_path: Path)
     n = Store(tmp_path / "s").query("SELECT count(*) AS n FROM signals WHERE signal = 'tau2:db_match' "
                                     "AND turn_idx IS NULL")["n"][0]
     assert n == len(_doc(path)["simulations"])
+
+
+def test_eval_on_the_sample_too(tau2_sample: Path, tmp_path: Path):
+    ingest_file(Store(tmp_path / "s"), tau2_sample, run_id="t2")
+    res = runner.invoke(app, ["eval", "--store", str(tmp_path / "s"), "--run", "t2", "--json"])
+    assert json.loads(res.output)["success_rate"] == 0.5
+
+
+def test_episode_analysis_flags_a_component_that_is_the_outcome():
+    import numpy as np
+
+    from calib.analysis.episode import analyze_episode_signals
+
+    y = np.array([1, 0, 1, 0, 1, 0, 0, 1], dtype=bool)
+    data = {"group": np.array(list("aabbccdd"), dtype=object), "success": y, "outcome": y.astype(float),
+            "values": {"x:is_outcome": y.astype(float), "x:noise": np.array([1, 1, 0, 0, 1, 1, 0, 0.0]),
+                       "x:anti": 1.0 - y.astype(float)}}
+    rows = {r["signal"]: r for r in analyze_episode_signals(data, n_boot=200)}
+    assert rows["x:is_outcome"]["verdict"] == "outcome" and rows["x:is_outcome"]["reproduces_outcome"]
+    assert rows["x:noise"]["verdict"] == "zero" and rows["x:noise"]["group_auc"] == 0.5
+    assert rows["x:anti"]["verdict"] == "flip" and rows["x:anti"]["group_auc"] == 0.0
+
+
+def test_report_has_an_imported_signals_section(tmp_path: Path):
+    """calib analyze --html: the tau2 components get their own section (one row each), valid HTML."""
+    import subprocess
+
+    ingest_file(Store(tmp_path / "s"), FIXTURE_4x)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["analyze", "--store", str(tmp_path / "s"), "--out", str(out), "--n-boot", "200", "--html"])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text()
+    section = html.split('<section id="imported-signals">', 1)[1].split("</section>", 1)[0]
+    doc = json.loads((out / "analysis.json").read_text())["imported_signals"]
+    for r in doc["turn"] + doc["episode"]:
+        assert f'data-signal="{r["signal"]}"' in section
+    assert 'data-signal="tau2:db_match" data-level="episode"' in section
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), str(out / "report.html")],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr

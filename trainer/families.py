@@ -158,7 +158,7 @@ class OracleFamily:
     def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         e = self.cfg.eval
         return self._play(it, run_id, store, seed, self.cfg.eval_trials, domain=self.cfg.eval_domain,
-                          user=e.user or self.cfg.user, tasks=e.tasks, split=e.split,
+                          user=e.user or self.cfg.user, tasks=self.cfg.eval_tasks, split=self.cfg.eval_split,
                           max_turns=e.max_turns or self.cfg.rollout.max_turns)
 
 

@@ -131,5 +131,5 @@ class HFFamily:
     def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         e = self.cfg.eval
         return self._play(it, run_id, store, seed, self.cfg.eval_trials, self._model(it + 1),
-                          domain=self.cfg.eval_domain, user=e.user, tasks=e.tasks, split=e.split,
+                          domain=self.cfg.eval_domain, user=e.user, tasks=self.cfg.eval_tasks, split=self.cfg.eval_split,
                           max_turns=e.max_turns, temperature=e.temperature)

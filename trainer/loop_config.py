@@ -33,8 +33,10 @@ class EvalSection(_Model):
     paper trains on tau-bench airline and evaluates on tau2-bench airline, 4 trials, greedy)."""
 
     domain: str | None = Field(None, description="Evaluation domain (default: the training domain).")
-    split: Literal["train", "test", "all"] = Field("all", description="Task split of the evaluation domain.")
-    tasks: str | list[str] = Field("all", description="'all', or a list of task ids (within the split).")
+    split: Literal["train", "test", "all"] | None = Field(None, description="Task split of the evaluation domain "
+                                                          "(default: rollout.split on the training domain, else all).")
+    tasks: str | list[str] | None = Field(None, description="'all', or a list of task ids within the split (default: "
+                                          "rollout.tasks on the training domain, else all).")
     trials: int | None = Field(None, ge=1, description="Episodes per task (default: eval_samples); pass^1..pass^trials "
                                "are reported.")
     temperature: float | None = Field(None, ge=0.0, description="hf family: sampling temperature of the evaluated "
@@ -101,6 +103,18 @@ class LoopConfig(_Model):
     @property
     def eval_trials(self) -> int:
         return self.eval.trials or self.eval_samples
+
+    @property
+    def eval_split(self) -> str:
+        if self.eval.split is not None:
+            return self.eval.split
+        return self.rollout.split if self.eval_domain == self.domain else "all"
+
+    @property
+    def eval_tasks(self) -> str | list[str]:
+        if self.eval.tasks is not None:
+            return self.eval.tasks
+        return self.rollout.tasks if self.eval_domain == self.domain else "all"
 
     def path(self, *parts: str) -> Path:
         return Path(self.workdir).joinpath(*parts)
