@@ -204,9 +204,16 @@ class Tau2Domain:
         env = reg.get_env_constructor(self.domain)(solo_mode=False)
         init = raw.initial_state
         if init is not None:
-            env.set_state(initialization_data=init.initialization_data,
-                          initialization_actions=init.initialization_actions,
-                          message_history=init.message_history or [])
+            if init.message_history:
+                # calib's runner starts every conversation empty; tau2's orchestrator would replay the history.
+                raise CalibError(f"{self.name} task {task.task_id} starts from a recorded message history, which "
+                                 "calib's runner does not replay: leave it out with --tasks")
+            try:
+                env.set_state(initialization_data=init.initialization_data,
+                              initialization_actions=init.initialization_actions, message_history=[])
+            except Exception as e:  # noqa: BLE001 - tau2 raises plain exceptions on bad task data
+                raise CalibError(f"{self.name} task {task.task_id}: tau2 cannot set up its initial state "
+                                 f"({str(e).splitlines()[0]})") from e
         return Tau2Env(domain=self, task=task, raw_task=raw, env=env)
 
     def task(self, task_id: str) -> Task:
