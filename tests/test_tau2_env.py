@@ -215,3 +215,22 @@ def test_replay_agrees_on_the_four_trial_fixture(tau2_pkg):
     rewards = [s["reward_info"]["reward"] for s in json.loads(f.read_text())["simulations"]]
     assert 0 < sum(rewards) < len(rewards)
     assert (out["episodes"], out["agreement"]) == (len(rewards), 1.0)
+
+
+def test_tau2_stays_quiet_and_offline_by_default(sample: Path, tau2_pkg):
+    """No loguru lines from tau2 on calib's console, and LiteLLM told to use its local price list."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CALIB_DEBUG", "LITELLM_LOCAL_MODEL_COST_MAP")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = ("import os, sys; from calib.cli import main; sys.argv = ['calib', 'replay', sys.argv[1], '--domain', "
+            "'tau2:airline', '--json']; import atexit; "
+            "atexit.register(lambda: print('COSTMAP=' + os.environ.get('LITELLM_LOCAL_MODEL_COST_MAP', ''), "
+            "file=sys.stderr)); main()")
+    res = subprocess.run([sys.executable, "-c", code, str(sample)], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=False, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["agreement"] == 1.0
+    assert "COSTMAP=True" in res.stderr
+    noise = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("COSTMAP=")]
+    assert noise == [], noise
