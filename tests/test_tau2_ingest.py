@@ -268,3 +268,15 @@ def test_report_has_an_imported_signals_section(tmp_path: Path):
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), str(out / "report.html")],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_report_without_analysis_keeps_imported_signals_apart(tmp_path: Path):
+    """calib report (no --analysis) after calib analyze: imported signals are not treated as module:function."""
+    ingest_file(Store(tmp_path / "s"), FIXTURE_4x)
+    assert runner.invoke(app, ["analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "a"),
+                               "--n-boot", "50"]).exit_code == 0
+    res = runner.invoke(app, ["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r.html").read_text()
+    assert 'data-signal="tau2:db_match" data-level="episode"' in html
+    assert 'id="signal-table"' in html and 'data-signal="tau2:db_match" class=' not in html

@@ -211,7 +211,7 @@ class Tau2Domain:
             try:
                 env.set_state(initialization_data=init.initialization_data,
                               initialization_actions=init.initialization_actions, message_history=[])
-            except Exception as e:  # noqa: BLE001 - tau2 raises plain exceptions on bad task data
+            except Exception as e:  # tau2 raises plain exceptions on bad task data
                 raise CalibError(f"{self.name} task {task.task_id}: tau2 cannot set up its initial state "
                                  f"({str(e).splitlines()[0]})") from e
         return Tau2Env(domain=self, task=task, raw_task=raw, env=env)
