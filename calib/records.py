@@ -157,9 +157,20 @@ def normalize_messages(messages: Any, *, require_assistant: bool = True) -> list
             call = pending.pop(idx)
             msg["tool_call_id"] = call["id"] if call_id is None else str(call_id)
             msg["name"] = m.get("name") or call["name"]
+            if call.get("requestor") == "user":
+                msg["requestor"] = "user"
         else:
             if pending:
                 raise RecordError(f"tool call {pending[0]['name']!r} has no tool result before {where}")
+            if role == "user" and m.get("tool_calls"):
+                # A customer's own tool calls (tau2 telecom: the user acts on their phone). Kept on the
+                # user message, and their results marked requestor=user, so they never count as agent turns.
+                if not isinstance(m["tool_calls"], list):
+                    raise RecordError(f"{where}.tool_calls should be a list")
+                calls = [dict(_parse_tool_call(c, f"{where}.tool_calls[{j}]"), requestor="user")
+                         for j, c in enumerate(m["tool_calls"])]
+                msg["tool_calls"] = calls
+                pending = list(calls)
         out.append(msg)
     if pending:
         raise RecordError(f"tool call {pending[0]['name']!r} has no tool result at the end of the episode")
@@ -333,7 +344,8 @@ def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dic
                 "prev_user_text": last_user,
             }
         elif role == "tool":
-            obs.append(m.get("content") or "")
+            if m.get("requestor") != "user":  # results of the customer's own tool calls are not the agent's
+                obs.append(m.get("content") or "")
         elif role == "user":
             if m.get("content") is not None:
                 users.append(m["content"])

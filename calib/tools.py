@@ -158,4 +158,11 @@ def get_catalogue(domain: str | None) -> ToolCatalogue:
         return airline_catalogue()
     from calib.errors import UsageError
 
-    raise UsageError(f"unknown domain {domain!r}: use airline, airline-mini or taubench:PATH")
+    if domain.startswith("tau2:"):
+        from calib.tau2_catalogue import TAU2_DOMAINS, tau2_catalogue
+
+        name = domain.split(":", 1)[1]
+        if name not in TAU2_DOMAINS:
+            raise UsageError(f"unknown tau2 domain {name!r}: use one of {', '.join(TAU2_DOMAINS)}")
+        return tau2_catalogue(name)
+    raise UsageError(f"unknown domain {domain!r}: use airline, airline-mini, taubench:PATH or tau2:DOMAIN")

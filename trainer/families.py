@@ -31,6 +31,16 @@ def _existing(store: Store, run_id: str) -> int:
     return int(store.query("SELECT count(*) AS n FROM episodes WHERE run_id = ?", [run_id]).n[0])
 
 
+def select_split(domain_spec: str, tasks: str | list[str], split: str):
+    """(domain, tasks of ``tasks`` within ``split``): one split mechanism for every family."""
+    from calib.envs.base import load_domain
+    from calib.envs.splits import filter_split
+    from calib.rollout.runner import select_tasks
+
+    domain = load_domain(domain_spec)
+    return domain, filter_split(domain, select_tasks(domain, tasks), split)
+
+
 def _summary(store: Store, run_id: str, it: int) -> dict[str, Any]:
     from calib.rollout.evaluate import evaluate_run
 
@@ -123,26 +133,33 @@ class OracleFamily:
     def __init__(self, cfg: LoopConfig, work: Path):
         self.cfg = cfg
 
-    def _play(self, it: int, run_id: str, store: Store, seed: int, samples: int) -> dict[str, Any]:
+    def _play(self, it: int, run_id: str, store: Store, seed: int, samples: int, *, domain: str, user: str,
+              tasks: str | list[str], split: str, max_turns: int) -> dict[str, Any]:
         from calib.policies.oracle import OracleConfig
         from calib.rollout.factories import make_policy
         from calib.rollout.runner import run_rollouts
 
         if _existing(store, run_id) == 0:
             r = self.cfg.rollout
+            dom, chosen = select_split(domain, tasks, split)
             policy = make_policy("oracle", oracle=OracleConfig.uniform(r.mistake_rate))
-            run_rollouts(self.cfg.domain, policy, self.cfg.user, r.tasks, samples=samples, max_turns=r.max_turns,
+            run_rollouts(dom, policy, user, [t.task_id for t in chosen], samples=samples, max_turns=max_turns,
                          concurrency=r.concurrency, run_id=run_id, iteration=it, store=store, seed=seed)
         return _summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
-        return self._play(it, run_id, store, seed, self.cfg.rollout.samples)
+        r = self.cfg.rollout
+        return self._play(it, run_id, store, seed, r.samples, domain=self.cfg.domain, user=self.cfg.user,
+                          tasks=r.tasks, split=r.split, max_turns=r.max_turns)
 
     def train(self, it: int, spec_path: Path, store: Store, *, seed: int) -> dict[str, Any]:
         return {"trained": False, "steps": 0, "reason": "the oracle family has no trainable parameters"}
 
     def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
-        return self._play(it, run_id, store, seed, self.cfg.eval_samples)
+        e = self.cfg.eval
+        return self._play(it, run_id, store, seed, self.cfg.eval_trials, domain=self.cfg.eval_domain,
+                          user=e.user or self.cfg.user, tasks=self.cfg.eval_tasks, split=self.cfg.eval_split,
+                          max_turns=e.max_turns or self.cfg.rollout.max_turns)
 
 
 def make_family(cfg: LoopConfig, work: Path) -> Family:

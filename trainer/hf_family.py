@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.store import Store
-from trainer.families import _existing, _summary
+from trainer.families import _existing, _summary, select_split
 from trainer.loop_config import LoopConfig
 
 
@@ -29,7 +29,10 @@ class HFFamily:
             return str(prev)
         return self.cfg.train.model
 
-    def _play(self, it: int, run_id: str, store: Store, seed: int, samples: int, model: str) -> dict[str, Any]:
+    def _play(self, it: int, run_id: str, store: Store, seed: int, samples: int, model: str, *,
+              domain: str | None = None, user: str | None = None, tasks: str | list[str] | None = None,
+              split: str | None = None, max_turns: int | None = None,
+              temperature: float | None = None) -> dict[str, Any]:
         from calib.hf_chat import GenerationConfig
         from calib.rollout.factories import load_chat_model
         from calib.rollout.runner import run_rollouts
@@ -37,17 +40,23 @@ class HFFamily:
 
         if _existing(store, run_id) == 0:
             r, t = self.cfg.rollout, self.cfg.train
+            dom, chosen = select_split(domain or self.cfg.domain, r.tasks if tasks is None else tasks,
+                                       split or r.split)
             if t.threads:
                 import torch
 
                 torch.set_num_threads(t.threads)
-            chat = load_chat_model(model, generation=GenerationConfig(max_new_tokens=t.max_new_tokens))
+            gen = GenerationConfig(max_new_tokens=t.max_new_tokens)
+            if temperature is not None:
+                gen = GenerationConfig(max_new_tokens=t.max_new_tokens, temperature=temperature)
+            chat = load_chat_model(model, generation=gen)
             # The same view of the conversation as in training, so rollouts and updates see one prompt.
             view = PromptView(system_prompt=t.system_prompt, tool_detail=t.tool_detail,
                               visible_tools=tuple(t.visible_tools) if t.visible_tools else None)
             policy = TrainingPolicy(chat, view=view, name=f"hf@it{it}")
-            run_rollouts(self.cfg.domain, policy, self.cfg.user, r.tasks, samples=samples, max_turns=r.max_turns,
-                         concurrency=r.concurrency, run_id=run_id, iteration=it, store=store, seed=seed)
+            run_rollouts(dom, policy, user or self.cfg.user, [x.task_id for x in chosen], samples=samples,
+                         max_turns=max_turns or r.max_turns, concurrency=r.concurrency, run_id=run_id, iteration=it, store=store,
+                         seed=seed)
         return _summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
@@ -68,7 +77,7 @@ class HFFamily:
             store=store.path,
             run_id=self.cfg.run_id(it, "train"),
             iteration=it,
-            tasks=None if r.tasks == "all" else ",".join(r.tasks),
+            tasks=self._train_tasks(),
             samples_per_task=r.samples,
             batch_size=r.samples * t.batch_tasks,
             max_turns=r.max_turns,
@@ -89,6 +98,14 @@ class HFFamily:
         losses = [h["loss"] for h in result.log_history if "loss" in h]
         return {"trained": True, "steps": result.global_step, "final_loss": losses[-1] if losses else None,
                 "adapter": str(result.adapter_dir), "checkpoint": str(merged)}
+
+    def _train_tasks(self) -> str | None:
+        """--tasks for the trainer: the rollout tasks within the rollout split (None: every task)."""
+        r = self.cfg.rollout
+        if r.split == "all":
+            return None if r.tasks == "all" else ",".join(r.tasks)
+        _, chosen = select_split(self.cfg.domain, r.tasks, r.split)
+        return ",".join(t.task_id for t in chosen)
 
     @staticmethod
     def _merge(base: str, adapter: Path, out: Path) -> Path:
@@ -112,4 +129,7 @@ class HFFamily:
         return out
 
     def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
-        return self._play(it, run_id, store, seed, self.cfg.eval_samples, self._model(it + 1))
+        e = self.cfg.eval
+        return self._play(it, run_id, store, seed, self.cfg.eval_trials, self._model(it + 1),
+                          domain=self.cfg.eval_domain, user=e.user, tasks=self.cfg.eval_tasks, split=self.cfg.eval_split,
+                          max_turns=e.max_turns, temperature=e.temperature)

@@ -24,6 +24,25 @@ class RolloutSection(_Model):
     max_turns: int = Field(12, ge=1, description="Assistant turns per episode at most.")
     concurrency: int = Field(4, ge=1, description="Episodes in flight at once.")
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="oracle family: rate of each mistake kind.")
+    split: Literal["train", "test", "all"] = Field("all", description="The domain's task split to roll out on "
+                                                   "(tau2 domains: tau2's split; see docs/environments.md).")
+
+
+class EvalSection(_Model):
+    """Where and how the trained policy is evaluated; it may differ from the training domain (the seed
+    paper trains on tau-bench airline and evaluates on tau2-bench airline, 4 trials, greedy)."""
+
+    domain: str | None = Field(None, description="Evaluation domain (default: the training domain).")
+    split: Literal["train", "test", "all"] | None = Field(None, description="Task split of the evaluation domain "
+                                                          "(default: rollout.split on the training domain, else all).")
+    tasks: str | list[str] | None = Field(None, description="'all', or a list of task ids within the split (default: "
+                                          "rollout.tasks on the training domain, else all).")
+    trials: int | None = Field(None, ge=1, description="Episodes per task (default: eval_samples); pass^1..pass^trials "
+                               "are reported.")
+    temperature: float | None = Field(None, ge=0.0, description="hf family: sampling temperature of the evaluated "
+                                      "policy (0 = greedy; default: the rollout temperature).")
+    user: str | None = Field(None, description="User simulator of the evaluation (default: the loop's user).")
+    max_turns: int | None = Field(None, ge=1, description="Assistant turns per episode (default: rollout.max_turns).")
 
 
 class AnalysisSection(_Model):
@@ -87,6 +106,27 @@ class LoopConfig(_Model):
     eval_samples: int = Field(4, ge=1, description="Episodes per task for the evaluation after training.")
     stop_when: StopWhen | None = Field(None, description="Stop before `iterations` when converged (mismatches "
                                        "and correlation, see StopWhen); null = always run every iteration.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="The evaluation after training.")
+
+    @property
+    def eval_domain(self) -> str:
+        return self.eval.domain or self.domain
+
+    @property
+    def eval_trials(self) -> int:
+        return self.eval.trials or self.eval_samples
+
+    @property
+    def eval_split(self) -> str:
+        if self.eval.split is not None:
+            return self.eval.split
+        return self.rollout.split if self.eval_domain == self.domain else "all"
+
+    @property
+    def eval_tasks(self) -> str | list[str]:
+        if self.eval.tasks is not None:
+            return self.eval.tasks
+        return self.rollout.tasks if self.eval_domain == self.domain else "all"
 
     def path(self, *parts: str) -> Path:
         return Path(self.workdir).joinpath(*parts)

@@ -36,6 +36,7 @@ class TrainJob:
     run_id: str | None = None  # default: the output directory's name
     iteration: int = 0
     tasks: str | None = None
+    split: str = "all"  # train | test | all (calib.envs.splits); the CLI resolves it into `tasks`
     samples_per_task: int = 4
     batch_size: int | None = None  # episodes per optimiser step; default 2 groups
     max_turns: int = 8

@@ -120,19 +120,23 @@ class AnalysisResult:
     tier_alignment: dict[str, dict[str, Any]] = field(default_factory=dict)
     advantage_diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     convergence: dict[str, Any] = field(default_factory=dict)
+    # Signals an imported dump carried (calib.signals.imported): {"turn": rows, "episode": rows}. Reported
+    # in their own section and kept out of the proposed spec (the trainer cannot compute them online).
+    imported: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(
-            {
-                "schema_version": ANALYSIS_SCHEMA_VERSION,
-                "summary": self.summary,
-                "parameters": self.parameters,
-                "signals": self.signals,
-                "tier_alignment": self.tier_alignment,
-                "advantage_diagnostics": self.advantage_diagnostics,
-                "convergence": self.convergence,
-            }
-        )
+        doc = {
+            "schema_version": ANALYSIS_SCHEMA_VERSION,
+            "summary": self.summary,
+            "parameters": self.parameters,
+            "signals": self.signals,
+            "tier_alignment": self.tier_alignment,
+            "advantage_diagnostics": self.advantage_diagnostics,
+            "convergence": self.convergence,
+        }
+        if self.imported:
+            doc["imported_signals"] = self.imported
+        return _jsonable(doc)
 
 
 # ----------------------------------------------------------------------------- reading

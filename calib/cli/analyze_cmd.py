@@ -58,9 +58,11 @@ def analyze(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from calib.analysis.episode import analyze_imported
     from calib.analysis.propose import propose_spec, write_outputs
     from calib.analysis.run import AnalysisConfig, analyze_store
     from calib.signals.compute import compute_signals
+    from calib.signals.imported import import_signals
     from calib.signals.registry import available_signals, resolve_signal
     from calib.spec import check_signals, load_spec
     from calib.store import Store
@@ -84,10 +86,17 @@ def analyze(
     check_output(Path(out), folder=True)
     report_writer = _report_writer() if html else None
 
+    st = Store(store, create=False)
+    run_list = split_csv(runs)
+    imported = import_signals(st, run_list)  # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
     names = split_csv(signals) or available_signals()
     for c in custom or []:
         names += split_csv(c) or []
     names = list(dict.fromkeys(names))
+    if signals:  # an explicit --signals list may name imported signals too
+        imported.turn = [n for n in imported.turn if n in names]
+        imported.episode = [n for n in imported.episode if n in names]
+    names = [n for n in names if n not in imported.turn and n not in imported.episode]
     for n in names:
         resolve_signal(n)  # unknown names and broken imports fail here, before any work
     base = load_spec(base_spec, known_signals=names + available_signals()) if base_spec is not None else None
@@ -108,8 +117,6 @@ def analyze(
         irc_alpha=alpha,
         irc_delta=delta,
     )
-    st = Store(store, create=False)
-    run_list = split_csv(runs)
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
@@ -117,6 +124,7 @@ def analyze(
         task = progress.add_task("analysing signals", total=len(names))
         result = analyze_store(st, names, runs=run_list, config=cfg, base=base,
                                on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
+        result.imported = analyze_imported(st, imported, runs=run_list, config=cfg)
     spec = propose_spec(result, cfg, base=base, name=name, store=str(st.path))
     paths = write_outputs(result, spec, out)
     report_path = None
@@ -187,8 +195,32 @@ def _print_table(console, result, cfg, computed) -> None:
             _fmt(r["dead_share"], ".0%"),
         )
     console.print(table)
+    _print_imported(console, result)
     if computed.written:
         console.print(f"computed {len(computed.written)} signal(s), reused {len(computed.cached)} from the store")
+
+
+def _print_imported(console, result) -> None:
+    """The signals an imported dump carried (tau2 reward components), in their own table."""
+    from rich.table import Table
+
+    rows = result.imported.get("turn", []) + result.imported.get("episode", [])
+    if not rows:
+        return
+    table = Table(title="Imported signals (reported, not weighted in the spec)", title_justify="left", box=None,
+                  pad_edge=False, padding=(0, 1),
+                  caption="level: turn or episode (turn_idx NULL); verdict from the group-AUC interval (episode level: "
+                          "alone); 'outcome': equals the outcome wherever it has a value.", caption_justify="left")
+    for col in ("signal", "level", "verdict"):
+        table.add_column(col, no_wrap=True)
+    for col in ("gAUC", "CI", "AUC", "pb r", "episodes"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        g_lo, g_hi = r["group_auc_ci"]
+        table.add_row(r["signal"], r.get("level", "turn"), r["verdict"], _fmt(r["group_auc"], ".2f"),
+                      f"{_fmt(g_lo, '.2f')}-{_fmt(g_hi, '.2f')}", _fmt(r["auc"], ".2f"), _fmt(r["pb_corr"], ".2f"),
+                      str(r["n_episodes"]))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

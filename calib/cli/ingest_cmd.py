@@ -11,14 +11,15 @@ from calib.cli.options import StoreOpt
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files to ingest (JSONL or tau-bench results JSON).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files to ingest (JSONL, tau-bench results JSON, tau2 results JSON or a tau2 results directory).")],
     store: StoreOpt = Path("./calib-store"),
     fmt: Annotated[
-        str, typer.Option("--format", help="auto | native | taubench | chat (auto sniffs each file).")
+        str, typer.Option("--format", help="auto | native | taubench | tau2 | chat (auto sniffs each file).")
     ] = "auto",
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for every record (default: the record's, else the file name).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record; nothing from that file is ingested.")] = False,
-    domain: Annotated[str, typer.Option("--domain", help="Tool catalogue for is_write and tool checks.")] = "airline",
+    domain: Annotated[str | None, typer.Option("--domain", help="Tool catalogue for is_write and tool checks: airline "
+                      "(the default), taubench:PATH, tau2:DOMAIN (tau2 results default to their own domain).")] = None,
 ) -> None:
     """Ingest rollout dumps into the store: bad records go to the quarantine, the rest is ingested.
 
@@ -36,7 +37,7 @@ def ingest(
     from calib.tools import get_catalogue
 
     console = Console()
-    catalogue = get_catalogue(domain)
+    catalogue = get_catalogue(domain) if domain else None
     st = Store(store)  # refuses an existing directory that is not a store
     if st.created:
         console.print(f"created a new store at {st.path}", highlight=False)

@@ -8,11 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from calib.cli.options import JsonOpt, check_input_file
+from calib.cli.options import (
+    JsonOpt,
+    JudgeBaseUrlOpt,
+    JudgeModelOpt,
+    SplitOpt,
+    check_input_file,
+    judge_config,
+)
 
 DomainOpt = Annotated[
     str,
-    typer.Option("--domain", help="Environment to replay in: taubench:PATH (a tau-bench data dir) or airline-mini."),
+    typer.Option("--domain", help="Environment to replay in: taubench:PATH (a tau-bench data dir), airline-mini, or "
+                 "tau2:DOMAIN (a tau2 results file or directory, replayed in tau2's environment; needs calib[tau2])."),
 ]
 ReplayStoreOpt = Annotated[
     Path | None,
@@ -25,10 +33,14 @@ RunIdOpt = Annotated[
 
 
 def replay(
-    file: Annotated[Path, typer.Argument(help="tau-bench results JSON ([{task_id, trial, reward, traj, info}]) or native JSONL.")],
+    file: Annotated[Path, typer.Argument(help="tau-bench results JSON ([{task_id, trial, reward, traj, info}]), native "
+                    "JSONL, or (with --domain tau2:DOMAIN) a tau2 results file or directory.")],
     domain: DomainOpt = "airline-mini",
     store: ReplayStoreOpt = None,
     run_id: RunIdOpt = None,
+    split: SplitOpt = "all",
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_model: JudgeModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Replay each episode's tool calls through the environment and compare our reward with the recorded one.
@@ -39,21 +51,32 @@ def replay(
     """
     from calib.envs.base import load_domain
     from calib.envs.replay import read_records, rescore, summary
+    from calib.envs.splits import split_task_ids
     from calib.errors import UsageError
 
     check_input_file(file, "FILE")
-    dom = load_domain(domain)
-    try:
-        records = read_records(file)
-    except UnicodeDecodeError as e:
-        raise UsageError(f"FILE {file}: not UTF-8 text (byte {e.start})") from None
-    if not records:
-        raise UsageError(f"FILE {file}: no episodes in it")
-    rows = rescore(dom, records)
+    dom = load_domain(domain, judge=judge_config(judge_base_url, judge_model))
+    keep = None if split == "all" else set(split_task_ids(dom, split))
+    if domain.startswith("tau2:"):
+        from calib.envs.tau2.replay import replay_results
+
+        rows, records = replay_results(dom, file, task_ids=keep)
+    else:
+        try:
+            records = read_records(file)
+        except UnicodeDecodeError as e:
+            raise UsageError(f"FILE {file}: not UTF-8 text (byte {e.start})") from None
+        if not records:
+            raise UsageError(f"FILE {file}: no episodes in it")
+        if keep is not None:
+            records = [r for r in records if str(r.get("task_id")) in keep
+                       or dom.task(str(r.get("task_id"))).task_id in keep]
+        rows = rescore(dom, records)
     result = summary(rows)
     written = None
     if store is not None:
-        written = _write(store, dom, records, rows, run_id or f"replay-{file.stem}", str(file), domain)
+        write = _write_tau2 if domain.startswith("tau2:") else _write
+        written = write(store, dom, records, rows, run_id or f"replay-{file.stem}", str(file), domain)
         result["store"] = {"path": str(store), "episodes": written.episodes, "duplicates": written.skipped_duplicates,
                            "quarantined": written.quarantined}
     if json_out:
@@ -84,6 +107,22 @@ def _write(store: Path, dom: Any, records: list[dict[str, Any]], rows: list[Any]
         native.pop("reward", None)
         natives.append(native)
     return Store(store).add_episodes(natives, source=f"replay:{source}", catalogue=dom.catalogue)
+
+
+def _write_tau2(store: Path, dom: Any, sims: list[dict[str, Any]], rows: list[Any], run_id: str, source: str,
+                spec: str) -> Any:
+    """Re-scored tau2 simulations as native records (outcome = our reward, tau2's recorded one in info)."""
+    from calib.ingest.tau2 import tau2_to_native
+    from calib.store import Store
+
+    natives = []
+    scored = [r for r in rows if r.error is None]
+    for sim, row in zip(sims, scored):
+        native = tau2_to_native(sim, run_id=run_id, header={})
+        native["info"]["replay"] = {"domain": spec, "db_match": row.db_match, "outputs_ok": row.outputs_ok}
+        native.update(outcome=row.ours, success=row.ours >= 1.0)
+        natives.append(native)
+    return Store(store).add_episodes(natives, source=f"replay:{source}", catalogue=dom.catalogue, fmt="tau2")
 
 
 def _print(rows: list[Any], result: dict[str, Any], file: Path) -> None:

@@ -9,13 +9,23 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt
+from calib.cli.options import (
+    DEFAULT_STORE,
+    JsonOpt,
+    JudgeBaseUrlOpt,
+    JudgeModelOpt,
+    SplitOpt,
+    StoreOpt,
+    judge_config,
+)
 
 _MISTAKE_HELP = "Per-episode rate of the oracle's {} mistake (overrides --mistake-rate)."
 
 
 def rollout_command(
-    domain: Annotated[str, typer.Option("--domain", help="airline-mini (embedded), airline-mini:SEED, or taubench:PATH.")] = "airline-mini",
+    domain: Annotated[str, typer.Option("--domain", help="airline-mini (embedded), airline-mini:SEED, taubench:PATH, or "
+                      "tau2:DOMAIN (airline, retail, telecom, mock; needs calib[tau2]).")] = "airline-mini",
+    split: SplitOpt = "all",
     policy: Annotated[str, typer.Option("--policy", help="oracle | openai | hf.")] = "oracle",
     user: Annotated[str, typer.Option("--user", help="Simulated customer: scripted | llm | hf.")] = "scripted",
     tasks: Annotated[str, typer.Option("--tasks", help="'all' or comma-separated task ids.")] = "all",
@@ -45,6 +55,8 @@ def rollout_command(
     generation_batch_size: Annotated[int | None, typer.Option("--generation-batch-size", help="hf policy: turns generated in one batch at most (default: every episode waiting; --concurrency bounds it).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per endpoint request before retrying.")] = 60.0,
     retries: Annotated[int, typer.Option("--retries", help="Retries per endpoint request (exponential backoff).")] = 4,
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_model: JudgeModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Play --samples episodes of each task and write them to the store.
@@ -52,6 +64,7 @@ def rollout_command(
     The G samples of a task form its group. Endpoint failures are retried with backoff; an episode that still fails gets status `error` and is excluded from success rates (see `calib eval`).
     """
     from calib.envs.base import load_domain
+    from calib.envs.splits import filter_split
     from calib.errors import UsageError
     from calib.rollout.evaluate import evaluate_run
     from calib.rollout.runner import RolloutConfig, arun_rollouts, select_tasks, write_episodes
@@ -68,8 +81,12 @@ def rollout_command(
             raise ValueError(f"--generation-batch-size {generation_batch_size}: should be >= 1")
         if policy != "oracle" and (mistake_rate or overrides):
             raise ValueError("mistake rates apply to --policy oracle only")
-        dom = load_domain(domain)
-        chosen = select_tasks(dom, tasks)
+        dom = load_domain(domain, judge=judge_config(judge_base_url, judge_model))
+        chosen = filter_split(dom, select_tasks(dom, tasks), split)
+        unscorable = dom.unscorable(chosen) if hasattr(dom, "unscorable") else []
+        if unscorable:
+            raise UsageError(f"tasks {', '.join(unscorable)} of {dom.name} cannot be scored without an LLM judge for "
+                             "their NL assertions: pass --judge-base-url and --judge-model, or leave them out with --tasks")
         pol, make_user = _build(policy, user, model=model, base_url=base_url, api_key=api_key, user_model=user_model,
                                 user_base_url=user_base_url, user_api_key=user_api_key, temperature=temperature,
                                 max_tokens=max_tokens, timeout=timeout, retries=retries, seed=seed,
@@ -90,7 +107,7 @@ def rollout_command(
         for m in e["info"].get("mistakes", []):
             mistakes[m["kind"]] = mistakes.get(m["kind"], 0) + 1
     summary = {
-        "run_id": cfg.run_id, "domain": dom.name, "policy": pol.name, "user": user, "tasks": len(chosen),
+        "run_id": cfg.run_id, "domain": dom.name, "split": split, "policy": pol.name, "user": user, "tasks": len(chosen),
         "episodes": len(episodes), "errors": sum(e["status"] == "error" for e in episodes),
         "success_rate": result.success_rate, "pass_hat_k": {str(k): v for k, v in result.pass_hat_k.items()},
         "mistakes": mistakes, "seconds": round(elapsed, 3), "store": str(st.path),

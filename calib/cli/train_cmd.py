@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt, check_output, check_store
+from calib.cli.options import (
+    DEFAULT_STORE,
+    JsonOpt,
+    SplitOpt,
+    StoreOpt,
+    check_domain,
+    check_output,
+    check_store,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +43,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         domain: Annotated[
-            str, typer.Option("--domain", help="airline-mini, airline-mini:SEED or taubench:PATH.")
+            str, typer.Option("--domain", help="airline-mini, airline-mini:SEED, taubench:PATH or tau2:DOMAIN.")
         ] = "airline-mini",
+        split: SplitOpt = "all",
         user: Annotated[
             str, typer.Option("--user", help="User simulator: scripted, llm or hf.")
         ] = "scripted",
@@ -162,6 +171,7 @@ def register(app: typer.Typer) -> None:
         options = dict(ctx.params)
         explicit = {k for k in options if (src := ctx.get_parameter_source(k)) is not None and src.name != "DEFAULT"}
         job = job_from_options(options, explicit, config)
+        check_domain(job.domain)  # before the heavy imports: one line when the tau2 package is missing
         if dry_run:
             plan = plan_train(job)
             if json_out:
@@ -170,6 +180,8 @@ def register(app: typer.Typer) -> None:
                 for k, v in plan.items():
                     console.print(f"{k}: {v}", highlight=False, soft_wrap=True)
             return
+        if job.split != "all":
+            job.tasks = _split_tasks(job.domain, job.split, job.tasks)
         check_output(job.output_dir, folder=True, flag="--output-dir")  # before the model loads
         if job.store is not None:
             check_store(job.store)
@@ -191,3 +203,13 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _split_tasks(domain: str, split: str, tasks: str | None) -> str:
+    """--tasks restricted to --split, as the comma-separated ids the trainer takes."""
+    from calib.envs.base import load_domain
+    from calib.envs.splits import filter_split
+    from calib.rollout.runner import select_tasks
+
+    dom = load_domain(domain)
+    return ",".join(t.task_id for t in filter_split(dom, select_tasks(dom, tasks), split))

@@ -99,11 +99,19 @@ class UserSimulator(Protocol):
     def step(self, agent_message: str) -> str: ...
 
 
-def load_domain(spec: str) -> Domain:
-    """``airline-mini`` (the embedded default) or ``taubench:PATH`` (a tau-bench data directory)."""
+def load_domain(spec: str, *, judge: Any = None) -> Domain:
+    """``airline-mini`` (the embedded default), ``taubench:PATH`` (a tau-bench data directory) or
+    ``tau2:DOMAIN`` (tau2-bench's airline, retail, telecom or mock; needs the ``tau2`` package).
+
+    ``judge`` (a :class:`calib.envs.tau2.JudgeConfig`) is the LLM judge tau2 domains use for NL assertions.
+    """
     from calib.errors import UsageError
 
     spec = (spec or "").strip()
+    if spec.startswith("tau2:"):
+        from calib.envs.tau2 import load_tau2_domain
+
+        return load_tau2_domain(spec.split(":", 1)[1], judge=judge)
     if spec in {"airline-mini", "mini", "airline"}:
         from calib.envs.mini import mini_domain
 
@@ -119,4 +127,4 @@ def load_domain(spec: str) -> Domain:
         from calib.envs.taubench import load_taubench
 
         return load_taubench(spec.split(":", 1)[1])
-    raise UsageError(f"unknown domain {spec!r}: use airline-mini or taubench:PATH")
+    raise UsageError(f"unknown domain {spec!r}: use airline-mini, taubench:PATH or tau2:DOMAIN")

@@ -1,11 +1,13 @@
 """``calib ingest``: stream rollout dumps into the store, one atomic ingest per file.
 
-Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JSON), ``chat``
-(TRL/verifiers/ART-style chat JSONL); ``auto`` sniffs the first bytes.
+Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JSON), ``tau2``
+(tau2-bench results: one file, or a directory with ``results.json`` and ``simulations/``), ``chat``
+(TRL/verifiers/ART-style chat JSONL); ``auto`` sniffs the first bytes (and recognises a tau2 directory).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,13 @@ from typing import Any
 from calib.errors import CalibError, UsageError
 from calib.ingest.chat import chat_to_native
 from calib.ingest.readers import iter_json_array, iter_jsonl, sniff_format
+from calib.ingest.tau2 import is_tau2_dir
 from calib.ingest.taubench import taubench_to_native
 from calib.records import RecordError
 from calib.store import IngestResult, Store
 from calib.tools import ToolCatalogue
 
-FORMATS = ("auto", "native", "taubench", "chat")
+FORMATS = ("auto", "native", "taubench", "tau2", "chat")
 
 __all__ = ["FORMATS", "chat_to_native", "ingest_file", "ingest_paths", "taubench_to_native"]
 
@@ -65,9 +68,14 @@ def ingest_file(
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
-        raise UsageError(f"{path} is a directory: pass the files to ingest")
+        if fmt in ("auto", "tau2") and is_tau2_dir(path):
+            return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress)
+        raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
+                         "with results.json and simulations/)")
     if fmt == "auto":
         fmt = sniff_format(path) if path.stat().st_size else "native"
+    if fmt == "tau2":
+        return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress)
     # tau-bench and chat dumps carry no run id: default to the file's name.
     default_run = run_id or path.stem
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
@@ -91,6 +99,56 @@ def ingest_file(
                 on_progress(writer.result.records)
         if empty:
             writer.quarantine(line=None, reason="empty file: no records", file=str(path))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+def _ingest_tau2(
+    store: Store,
+    path: Path,
+    *,
+    run_id: str | None,
+    strict: bool,
+    catalogue: ToolCatalogue | None,
+    on_progress: Callable[[int], None] | None,
+) -> IngestResult:
+    """One tau2 results file or directory as one atomic ingest; a bad simulation is quarantined with its
+    file and its index in the file's ``simulations`` list (in the quarantine's ``line`` field)."""
+    from calib.ingest.tau2 import domain_of, iter_tau2, tau2_to_native
+    from calib.tau2_catalogue import tau2_catalogue
+
+    default_run = run_id or path.stem
+    items = iter_tau2(path)
+    first = next(items, None)
+    if catalogue is None:  # the results say which tau2 domain they are from; no tau2 import needed
+        catalogue = tau2_catalogue(domain_of(first[4]) if first is not None else None)
+    writer = store.begin_ingest(source=str(path), fmt="tau2", run_id=run_id, catalogue=catalogue)
+    try:
+        for file, index, sim, err, header in itertools.chain([first] if first is not None else [], items):
+            where = f"simulations[{index}]" if index is not None else "simulation"
+            rec = None
+            if err is None:
+                try:
+                    rec = tau2_to_native(sim, run_id=default_run, header=header)
+                except RecordError as e:
+                    err = f"{where}: {e}"
+            else:
+                err = f"{where}: {err}" if index is not None else err
+            if err is not None:
+                if strict:
+                    raise CalibError(f"{file}: {err} (--strict: nothing from {path} was ingested)")
+                writer.result.records += 1
+                writer.quarantine(line=index, reason=err, raw=sim, file=file)
+            else:
+                ok = writer.add(rec, line=index, file=file)
+                if not ok and strict and writer.result.quarantined:
+                    raise CalibError(f"{writer.result.reasons[-1]} (--strict: nothing from {path} was ingested)")
+            if on_progress is not None:
+                on_progress(writer.result.records)
+        if first is None:
+            writer.quarantine(line=None, reason="no simulations in the tau2 results", file=str(path))
     except BaseException:
         writer.abort()
         raise

@@ -133,11 +133,15 @@ class _Utf8Error(Exception):
 
 
 def sniff_format(path: Path) -> str:
-    """``taubench`` for a JSON array or tau-bench records, ``chat`` for prompt/completion or
-    messages+reward lines, else ``native``."""
+    """``tau2`` for a tau2-bench results object, ``taubench`` for a JSON array or tau-bench records,
+    ``chat`` for prompt/completion or messages+reward lines, else ``native``."""
     with open(path, "rb") as f:
         head = f.read(65536)
     text = head.decode("utf-8", errors="replace").lstrip()
+    from calib.ingest.tau2 import sniff_tau2
+
+    if sniff_tau2(text):
+        return "tau2"
     if text.startswith("["):
         return "taubench"
     first = text.split("\n", 1)[0]

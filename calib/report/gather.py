@@ -54,20 +54,25 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
     the analysis then measures agreement under its default mode and the spec records ``grpo``).
     ``origin``: the path the spec's provenance names when ``store`` is a scratch copy.
     """
+    from calib.analysis.episode import analyze_imported
     from calib.analysis.metrics import SIGN_MODES
     from calib.analysis.propose import propose_spec
     from calib.analysis.run import AnalysisConfig, analyze_store
     from calib.signals.compute import compute_signals
+    from calib.signals.imported import import_signals
     from calib.signals.registry import available_signals
 
+    imported = import_signals(store, runs)  # tau2:... components: their own section, never in the spec
+    skip = set(imported.turn) | set(imported.episode)
     known = list(available_signals())
-    names = known + sorted(set(store.signal_versions()) - set(known))  # built-ins and plug-ins, then the rest
+    names = known + sorted(set(store.signal_versions()) - set(known) - skip)  # built-ins and plug-ins, then the rest
     # Refresh the values of the signals calib itself provides (new episodes, new versions); every
     # other name comes from a folder of the store and is analysed as stored: it is never imported.
     if known:
         compute_signals(store, known, runs=runs)
     cfg = AnalysisConfig(mode=mode) if mode in SIGN_MODES else AnalysisConfig()
     result = analyze_store(store, names, runs=runs, config=cfg)
+    result.imported = analyze_imported(store, imported, runs=runs, config=cfg)
     spec = propose_spec(result, cfg, store=str(origin or store.path))
     if mode is not None and mode != spec.advantage.mode:
         spec.advantage.mode = mode

@@ -156,6 +156,7 @@ def build_report(
     """
     from calib.report import plots
     from calib.report.advantage_view import scatter_panels
+    from calib.report.imported_view import IMPORTED_COLUMNS, imported_rows
 
     cfg = config or ReportConfig()
     timings: dict[str, float] = {}
@@ -241,6 +242,8 @@ def build_report(
         diagnostic_columns=DIAGNOSTIC_COLUMNS,
         diagnostics=diagnostic_rows(analysis),
         convergence=convergence_of(analysis),
+        imported=imported_rows(analysis),
+        imported_columns=IMPORTED_COLUMNS,
         descriptions=_descriptions(),
         plots={k: Markup(v) for k, v in figures.items()},
         history_has_weights=bool(history and history.get("weights")),

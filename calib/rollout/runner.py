@@ -182,6 +182,8 @@ async def play_episode(
         raise CalibError(f"episode task={task.task_id} sample={sample} failed: {type(e).__name__}: {e}") from e
     messages, progress, turn_meta, replies, termination = tr.messages, tr.progress, tr.turn_meta, tr.replies, tr.termination
 
+    if hasattr(env, "finish"):  # environments that score the whole conversation (tau2) get the transcript
+        env.finish(messages, termination)
     reward = env.evaluate(replies)
     n_turns = sum(1 for m in messages if m["role"] == "assistant")
     info: dict[str, Any] = {
@@ -195,6 +197,8 @@ async def play_episode(
         "task_kind": task.kind,
         "user": getattr(user, "name", type(user).__name__),
     }
+    if isinstance(reward.details.get("signals"), dict):  # reward components as signals (calib.signals.imported)
+        info["signals"] = reward.details.pop("signals")
     info.update(cfg.info)
     info.update(ctx.info)  # e.g. the oracle's "mistakes"
     if error:
