@@ -85,14 +85,15 @@ class GenerationConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens} should be >= 1")
-        if self.temperature < 0:
-            raise ValueError(f"temperature={self.temperature} should be >= 0 (0 = greedy)")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p={self.top_p} should be in (0, 1]")
+        self.sampling()  # validates max_new_tokens, temperature and top_p (one place: calib.generation)
         if self.prefix_cache_tokens < 0:
             raise ValueError(f"prefix_cache_tokens={self.prefix_cache_tokens} should be >= 0 (0 = off)")
+
+    def sampling(self) -> Any:
+        """These settings as the generation backend's :class:`calib.generation.SamplingSettings`."""
+        from calib.generation import SamplingSettings
+
+        return SamplingSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
 
 
 def load_model(path: str | Path, *, device: str = "cpu", gguf_file: str | None = None) -> tuple[Any, Any]:
@@ -189,14 +190,11 @@ class HFChatModel:
     def backend(self) -> Any:
         """The batched local generation backend over this model (built once, with these settings)."""
         if self._backend is None:
-            from calib.generation import LocalBackend, SamplingSettings
+            from calib.generation import LocalBackend
 
             g = self.generation
-            self._backend = LocalBackend(
-                self.model, self.tokenizer,
-                SamplingSettings(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p),
-                prefix_cache_tokens=g.prefix_cache_tokens,
-            )
+            self._backend = LocalBackend(self.model, self.tokenizer, g.sampling(),
+                                         prefix_cache_tokens=g.prefix_cache_tokens)
         return self._backend
 
     def generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
