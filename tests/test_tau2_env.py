@@ -24,17 +24,14 @@ SAMPLE = ROOT.parent / "shared" / "tau2" / "airline_sample_10.json"
 
 
 @pytest.fixture(scope="module")
-def tau2_pkg():
+def tau2_pkg(skip_or_fail):
     """The tau2 registry (imported the way calib imports it)."""
     from calib.envs.tau2.loader import import_tau2
 
     try:
         return import_tau2()
     except UsageError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"tau2 is part of the CI install (calib[tau2]): {e}")
-        print(f"SKIP: {e}", file=sys.stderr)
-        pytest.skip(str(e))
+        skip_or_fail(f"tau2 is part of the CI install (calib[tau2]): {e}")
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +42,9 @@ def airline(tau2_pkg):
 
 
 @pytest.fixture(scope="module")
-def sample() -> Path:
+def sample(skip_or_fail) -> Path:
     if not SAMPLE.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"missing {SAMPLE}")
-        pytest.skip(f"missing {SAMPLE}")
+        skip_or_fail(f"missing {SAMPLE}")
     return SAMPLE
 
 

@@ -33,15 +33,12 @@ def _find_tau2_sample() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def tau2_sample() -> Path:
+def tau2_sample(skip_or_fail) -> Path:
     """``../shared/tau2/airline_sample_10.json``: 10 simulations written by tau2's own code."""
     p = _find_tau2_sample()
     if p is None:
         msg = "tau2 sample not found: set CALIB_TAU2_SAMPLE or place it at ../shared/tau2/airline_sample_10.json"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        print(f"SKIP: {msg}", file=sys.stderr)
-        pytest.skip(msg)
+        skip_or_fail(msg)
     return p
 
 

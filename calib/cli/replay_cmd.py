@@ -54,8 +54,8 @@ def replay(
     from calib.envs.splits import split_task_ids
     from calib.errors import UsageError
 
+    dom = load_domain(domain, judge=judge_config(judge_base_url, judge_model))  # a missing tau2 says so first
     check_input_file(file, "FILE")
-    dom = load_domain(domain, judge=judge_config(judge_base_url, judge_model))
     keep = None if split == "all" else set(split_task_ids(dom, split))
     if domain.startswith("tau2:"):
         from calib.envs.tau2.replay import replay_results
