@@ -129,11 +129,68 @@ def tiny_model_path(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_model(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:
-    """``tiny`` (or ``smollm2``) -> the cached tiny checkpoint; anything else is returned unchanged
-    (a local directory, or a hub id that transformers resolves from its own cache)."""
+    """``tiny`` (or ``smollm2``) -> the cached tiny checkpoint; a LoRA adapter directory -> its base
+    with the adapter merged (cached, see :func:`merged_adapter_path`); anything else is returned
+    unchanged (a local directory, or a hub id that transformers resolves from its own cache)."""
     if name_or_path.strip().lower() in TINY_ALIASES:
         return str(tiny_model_path(cache_dir))
+    if (Path(name_or_path) / ADAPTER_CONFIG).is_file():
+        return str(merged_adapter_path(Path(name_or_path), cache_dir))
     return name_or_path
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def merged_adapter_path(adapter: Path, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A plain checkpoint of a PEFT LoRA adapter merged into its base model, built once and cached.
+
+    Why: a warm start ships as a small adapter (a few MB, e.g. ``data/warmstart/``) rather than a
+    whole model, yet every consumer (``calib train --model``, the ``hf`` policy, vLLM) wants a plain
+    checkpoint. The base is the adapter's ``base_model_name_or_path`` (``tiny``, a local directory or
+    a hub id); the cache key is a hash of the adapter's files, so a changed adapter is merged again.
+    Concurrency-safe the same way as :func:`tiny_model_path`.
+    """
+    import hashlib
+
+    files = sorted(p for p in adapter.iterdir() if p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(p.read_bytes())
+    try:
+        base = json.loads((adapter / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError) as e:
+        raise CalibError(f"{adapter}: not a readable LoRA adapter ({ADAPTER_CONFIG}: {e})") from None
+    models = cache_root(cache_dir) / "models"
+    target = models / f"merged-{adapter.name}-{digest.hexdigest()[:12]}"
+    if (target / _MARKER).is_file():
+        return target
+    with _file_lock(models / f".{target.name}.lock"):
+        if (target / _MARKER).is_file():
+            return target
+        base_path = resolve_model(str(base), cache_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=models))
+        try:
+            import torch
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+            merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            merged.save_pretrained(tmp)
+            tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base_path)
+            AutoTokenizer.from_pretrained(tok_src).save_pretrained(tmp)
+            (tmp / _MARKER).write_text(json.dumps({"adapter": str(adapter), "base": str(base)}))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, CalibError):
+                raise
+            raise CalibError(f"merging the adapter {adapter} into {base} failed: {type(e).__name__}: {e}") from e
+    return target
 
 
 def random_llama(tokenizer, *, hidden_size: int = 32, intermediate_size: int = 64, num_attention_heads: int = 2,

@@ -560,6 +560,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         m["calib/turn_reward_std"].append(float(flat_r.std()) if flat_r.size else 0.0)
         m["calib/advantage_mean"].append(float(flat_a.mean()) if flat_a.size else 0.0)
         m["calib/advantage_std"].append(float(flat_a.std()) if flat_a.size else 0.0)
+        m["calib/advantage_abs_mean"].append(float(np.abs(flat_a).mean()) if flat_a.size else 0.0)
         m["calib/advantage_abs_max"].append(float(np.abs(flat_a).max()) if flat_a.size else 0.0)
         mis = alignment_from_advantages(flat_a, outcome_adv).misaligned_mass
         m["calib/misaligned_mass"].append(float(mis))  # NaN (no informative group) is dropped by TRL

@@ -94,7 +94,7 @@ class HFFamily:
             resume=bool(complete_checkpoints(out)),  # a killed train stage continues where it stopped
         )
         result = run_train(job)
-        merged = self._merge(job.model, result.adapter_dir, self.work / "models" / f"it{it}")
+        merged = merge_adapter(job.model, result.adapter_dir, self.work / "models" / f"it{it}")
         losses = [h["loss"] for h in result.log_history if "loss" in h]
         return {"trained": True, "steps": result.global_step, "final_loss": losses[-1] if losses else None,
                 "adapter": str(result.adapter_dir), "checkpoint": str(merged)}
@@ -107,29 +107,33 @@ class HFFamily:
         _, chosen = select_split(self.cfg.domain, r.tasks, r.split)
         return ",".join(t.task_id for t in chosen)
 
-    @staticmethod
-    def _merge(base: str, adapter: Path, out: Path) -> Path:
-        import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from calib.models import resolve_model
-
-        path = resolve_model(base)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        tmp = out.with_name(out.name + ".tmp")
-        merged.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        tmp.rename(out)
-        return out
-
     def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         e = self.cfg.eval
         return self._play(it, run_id, store, seed, self.cfg.eval_trials, self._model(it + 1),
                           domain=self.cfg.eval_domain, user=e.user, tasks=self.cfg.eval_tasks, split=self.cfg.eval_split,
                           max_turns=e.max_turns, temperature=e.temperature)
+
+
+def merge_adapter(base: str, adapter: Path, out: Path) -> Path:
+    """``base`` + the LoRA ``adapter`` as one plain checkpoint in ``out`` (written aside, then renamed,
+    so ``out`` only ever holds a complete model)."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from calib.models import resolve_model
+
+    path = resolve_model(base)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

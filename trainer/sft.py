@@ -39,6 +39,7 @@ class SFTJob:
     min_outcome: float = 1.0
     domain: str = "airline-mini"  # whose tool schemas are rendered (as `calib train --domain`)
     tasks: list[str] | None = None
+    split: str = "all"  # train | test | all of --domain (calib.envs.splits): only its tasks' episodes
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 1
@@ -78,6 +79,21 @@ def make_view(system_prompt: str | None, tool_detail: str, visible_tools: str | 
     if unknown:
         raise UsageError(f"--visible-tools: unknown tool(s) {', '.join(unknown)}")
     return PromptView(system_prompt=system_prompt, tool_detail=tool_detail, visible_tools=shown)
+
+
+def split_tasks(domain: Any, split: str, tasks: list[str] | None) -> list[str] | None:
+    """``tasks`` restricted to ``split`` of ``domain`` (None: every task of the runs)."""
+    from calib.envs.splits import split_task_ids
+
+    if split == "all":
+        split_task_ids(domain, split)  # validates the name
+        return tasks
+    keep = split_task_ids(domain, split)
+    if tasks:
+        keep = [t for t in keep if t in set(tasks)]
+        if not keep:
+            raise UsageError(f"--tasks: none of them is in the {split!r} split of {domain.name!r}")
+    return keep
 
 
 def check_options(job: SFTJob) -> None:
@@ -250,7 +266,8 @@ def run_sft(job: SFTJob, *, callbacks: list | None = None) -> SFTResult:
         raise CalibError(f"--store {job.store}: no such store")
     domain = load_domain(job.domain)
     view = make_view(job.system_prompt, job.tool_detail, job.visible_tools, domain.catalogue)
-    episodes = select_episodes(Store(job.store, create=False), job.runs, job.min_outcome, job.tasks)
+    episodes = select_episodes(Store(job.store, create=False), job.runs, job.min_outcome,
+                               split_tasks(domain, job.split, job.tasks))
 
     import warnings
 

@@ -13,7 +13,8 @@ import typer
 from calib.cli.options import JsonOpt, split_csv
 
 experiment_app = typer.Typer(
-    help="Experiments on the synthetic testbed (no language model; seconds on a CPU).",
+    help="Experiments: misalignment (synthetic testbed, no language model, seconds) and real-lm (SmolLM2 on "
+    "airline-mini: SFT, then three RL arms; about 90 minutes on 2 CPU cores).",
     no_args_is_help=True,
 )
 
@@ -120,6 +121,65 @@ def misalignment_command(
     console.print(rich_table(result))
     console.print(f"Outputs in {out} (results.json, table.md, {paths['png'].name}, specs/)"
                   + (f"; results section written to {target}" if target else ""))
+
+
+@experiment_app.command("real-lm")
+def real_lm_command(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small budget (a few minutes): fewer demonstrations, steps, turns, trials.")
+    ] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="RL seeds per arm (default 1): with 2 or more the intervals are over seeds, else over episodes.")]
+    = None,
+    out: Annotated[Path, typer.Option("--out", help="Work directory: store, models, state.json (resumable), "
+                                      "results.json, table.md, curves.")] = Path("reports/real-lm"),
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="RL steps per arm (default 2).")]
+    = None,
+    model: Annotated[str, typer.Option("--model", help="Base model: tiny (SmolLM2-135M), a local checkpoint or a "
+                                       "hub id.")] = "tiny",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
+    warm_start: Annotated[
+        str | None,
+        typer.Option("--warm-start", help="Start RL from this checkpoint or LoRA adapter instead of running the "
+                     "demonstrations and SFT (default: none; with --quick, the shipped data/warmstart). `none` forces "
+                     "the SFT stage."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Does calibration help a real model? oracle demonstrations (train split) -> `calib sft` -> rollouts
+    of the SFT model -> `calib analyze` -> RL arms from the SFT model (outcome-only grpo,
+    preset:paper-v5-naive under gtpo_hybrid, the proposed spec under gtpo_hybrid) -> held-out
+    evaluation on the test split. Prints one JSON line per arm and a summary line; a killed run
+    continues where it stopped when started again with the same --out.
+    """
+    import json
+
+    from rich.console import Console
+
+    from calib.errors import UsageError
+    from trainer.experiment.real_lm import RealLMConfig, quick_config, run_real_lm
+    from trainer.experiment.real_lm_report import markdown_table, write_report
+
+    console = Console(stderr=True)
+    try:
+        base = quick_config() if quick else RealLMConfig()
+        changes: dict = {"model": model, "threads": threads}
+        if warm_start is not None:
+            changes["warm_start"] = None if warm_start.lower() == "none" else warm_start
+        if seeds is not None:
+            changes["seeds"] = seeds
+        if steps is not None:
+            changes["rl_steps"] = steps
+        cfg = dataclasses.replace(base, **changes)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    from trainer.experiment.report import _json_safe
+
+    result = run_real_lm(cfg, out, log=lambda m: console.print(f"[dim]real-lm[/] {m}", highlight=False),
+                         emit=lambda d: typer.echo(json.dumps(_json_safe(d))))
+    paths = write_report(result, out)
+    if not json_out:
+        console.print(markdown_table(result), highlight=False)
+        console.print(f"Outputs in {out}: {', '.join(p.name for p in paths.values())}", highlight=False)
 
 
 def _command_line(

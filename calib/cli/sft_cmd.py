@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, StoreOpt, check_output, split_csv
+from calib.cli.options import DEFAULT_STORE, JsonOpt, SplitOpt, StoreOpt, check_output, split_csv
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         tasks: Annotated[
             str | None, typer.Option("--tasks", help="Comma-separated task ids (default: all in the runs).")
         ] = None,
+        split: SplitOpt = "all",
         domain: Annotated[
             str,
             typer.Option("--domain", help="Domain whose tool schemas are shown (as for `calib train`)."),
@@ -96,6 +97,7 @@ def register(app: typer.Typer) -> None:
             min_outcome=min_outcome,
             domain=domain,
             tasks=split_csv(tasks),
+            split=split,
             epochs=epochs,
             max_steps=max_steps,
             batch_size=batch_size,

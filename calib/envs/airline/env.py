@@ -86,6 +86,8 @@ class AirlineDomain:
     catalogue: ToolCatalogue = field(default_factory=airline_catalogue)
     airports: dict[str, str] | None = field(default=None, repr=False)
     taubench_compat: bool = False
+    # {"train": ids, "test": ids} (calib.envs.splits); empty: no split, every task is in "all".
+    splits: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _gold: dict[str, Gold] = field(default_factory=dict, repr=False)
     _by_id: dict[str, Task] = field(default_factory=dict, repr=False)
 

@@ -1,0 +1,172 @@
+"""The real-model experiment: airline-mini's held-out split, the experiment's pieces, the shipped warm
+start, and `calib experiment real-lm --quick` end to end (a real model, real SFT'd weights, real TRL)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from calib.cli import app
+from calib.envs import load_domain
+from calib.envs.mini import generate, split_by_family
+from calib.envs.splits import split_task_ids
+from trainer.experiment import real_lm
+from trainer.experiment.real_lm import (
+    FAMILIES,
+    TOOLS,
+    WARM_START,
+    RealLMConfig,
+    _split_ids,
+    arm_spec,
+    interval,
+)
+
+runner = CliRunner()
+
+
+# --------------------------------------------------------------------------------------- the split
+
+
+def test_airline_mini_split_is_deterministic_disjoint_and_keeps_families_on_both_sides():
+    dom = load_domain("airline-mini")
+    train, test = split_task_ids(dom, "train"), split_task_ids(dom, "test")
+    assert (len(train), len(test)) == (27, 14)
+    assert not set(train) & set(test)
+    assert sorted(train + test) == sorted(t.task_id for t in dom.tasks)
+    # rebuilt from scratch (no cache): the same split
+    _, tasks = generate()
+    assert split_by_family(tasks) == {"train": train, "test": test}
+    kinds = Counter(t.kind for t in dom.tasks)
+    kind = {t.task_id: t.kind for t in dom.tasks}
+    for k, n in kinds.items():
+        sides = {("test" if t in test else "train") for t in kind if kind[t] == k}
+        assert sides == ({"train", "test"} if n >= 2 else {"train"}), k
+
+
+def test_rollout_and_sft_take_the_split(tmp_path):
+    store = tmp_path / "store"
+    r = runner.invoke(app, ["rollout", "--domain", "airline-mini", "--split", "test", "--policy", "oracle",
+                            "--user", "scripted", "--run-id", "held-out", "--store", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["tasks"] == 14 and summary["split"] == "test"
+    # the store holds only test-split episodes, so an SFT on the train split has nothing to learn from
+    r = runner.invoke(app, ["sft", "--store", str(store), "--runs", "held-out", "--split", "train", "--model", "tiny",
+                            "--output-dir", str(tmp_path / "sft")])
+    assert r.exit_code != 0
+    assert "no successful episode" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["sft", "--store", str(store), "--runs", "held-out", "--split", "nope", "--model", "tiny",
+                            "--output-dir", str(tmp_path / "sft2")])
+    assert r.exit_code != 0 and "--split" in r.output
+
+
+def test_split_ids_limit_goes_round_robin_over_families():
+    dom = load_domain("airline-mini")
+    kind = {t.task_id: t.kind for t in dom.tasks}
+    every = _split_ids("train", None, FAMILIES)
+    assert {kind[t] for t in every} == set(FAMILIES)  # every chosen family has train tasks
+    picked = _split_ids("train", len(FAMILIES), FAMILIES)
+    assert len({kind[t] for t in picked}) == len(FAMILIES)  # one of each before a second of any
+    assert _split_ids("test", None, FAMILIES) and all(kind[t] in FAMILIES for t in _split_ids("test", None, FAMILIES))
+    assert all(kind[t] != "cancel+baggage" for t in _split_ids("test", None, None))  # a single task: train only
+
+
+def test_experiment_tools_cover_what_the_oracle_calls_on_its_families():
+    """The tools shown to the model are exactly enough for a mistake-free oracle on the families."""
+    from calib.policies.oracle import OraclePolicy
+    from calib.rollout.runner import run_rollouts
+
+    ids = _split_ids("train", None, FAMILIES) + _split_ids("test", None, FAMILIES)
+    eps = run_rollouts("airline-mini", OraclePolicy(), "scripted", ids, samples=1, max_turns=30, concurrency=64)
+    assert all(e["success"] for e in eps)
+    called = {c["name"] for e in eps for m in e["messages"] for c in m.get("tool_calls") or []}
+    assert called <= set(TOOLS)
+    assert called >= set(TOOLS) - {"list_all_airports"}  # every write and lookup tool is needed
+
+
+# --------------------------------------------------------------------------------------- pieces
+
+
+def test_interval_is_a_t_interval_over_seeds_and_wilson_for_one_seed():
+    xs = [0.2, 0.35, 0.5]
+    lo, hi = interval(xs)
+    t_lo, t_hi = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
+    assert (lo, hi) == pytest.approx((max(0, t_lo), min(1, t_hi)), abs=1e-12)
+    w = stats.binomtest(7, 20).proportion_ci(method="wilson")
+    assert interval([0.35], 7, 20) == pytest.approx((w.low, w.high), abs=1e-12)
+
+
+def test_arm_specs_have_the_arm_modes_and_rewards(tmp_path):
+    from calib.spec import AdvantageSpec, RewardSpec, TurnReward, load_spec, save_spec
+
+    proposed = save_spec(RewardSpec(name="p", advantage=AdvantageSpec(mode="mt_grpo"),
+                                    turn_rewards=[TurnReward(signal="gold_match", weight=0.7)]), tmp_path / "p.yaml")
+    grpo = load_spec(arm_spec("grpo", proposed, tmp_path))
+    naive = load_spec(arm_spec("naive_dense", proposed, tmp_path))
+    cal = load_spec(arm_spec("calibrated", proposed, tmp_path))
+    v5 = load_spec("preset:paper-v5-naive")
+    assert grpo.advantage.mode == "grpo" and not grpo.active_signals()
+    assert naive.advantage.mode == "gtpo_hybrid" and v5.advantage.mode == "mt_grpo"
+    assert [(t.signal, t.weight) for t in naive.turn_rewards] == [(t.signal, t.weight) for t in v5.turn_rewards]
+    assert cal.advantage.mode == "gtpo_hybrid" and [(t.signal, t.weight) for t in cal.turn_rewards] == [("gold_match", 0.7)]
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="rl_samples"):
+        RealLMConfig(rl_samples=1)
+    with pytest.raises(ValueError, match="seeds"):
+        RealLMConfig(seeds=0)
+
+
+# --------------------------------------------------------------------------------------- warm start
+
+
+def test_an_adapter_directory_loads_as_its_merged_model(tmp_path, monkeypatch, tiny_model_dir):
+    """`--model ADAPTER_DIR` works anywhere a model is taken: merged once into the cache."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from calib.models import load_pretrained, resolve_model
+
+    monkeypatch.setenv("CALIB_CACHE", str(tmp_path / "cache"))
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    peft = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft.save_pretrained(adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = "tiny"  # as shipped: portable, resolved on the user's machine
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+
+    merged_path = resolve_model(str(adapter))
+    assert resolve_model(str(adapter)) == merged_path  # cached: merged once
+    model, tok = load_pretrained(str(adapter))
+    ids = tok("Hello there", return_tensors="pt").input_ids
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                                    str(adapter))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, ref(ids).logits, atol=1e-4)
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-3)  # the adapter did something
+
+
+def test_shipped_warm_start_calls_tools_and_gives_informative_test_tasks(tmp_path, skip_or_fail):
+    """The acceptance bar of the SFT stage, on the shipped adapter (the full SFT stage's output): on
+    held-out tasks the model makes parsed tool calls, and its success rate is strictly between 0 and
+    1 on at least a quarter of the test tasks."""
+    from calib.store import Store
+
+    if not (WARM_START / "adapter_config.json").is_file():
+        skip_or_fail(f"no shipped warm start in {WARM_START} (scripts/make_warmstart.py builds it)")
+    cfg = RealLMConfig(threads=2)
+    store = Store(tmp_path / "store")
+    stats_ = real_lm.play(cfg, store, str(WARM_START), "held-out", split="test", samples=4, seed=0,
+                          temperature=cfg.temperature)
+    assert stats_["tool_call_turns"] > 0 and stats_["episodes_with_tool_call"] > stats_["episodes"] / 2
+    assert stats_["tasks_between"] * 4 >= stats_["tasks"], stats_["per_task"]
