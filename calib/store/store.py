@@ -75,6 +75,7 @@ class IngestResult:
     groups: set[str] = field(default_factory=set, repr=False)
     quarantine_file: str | None = None
     reasons: list[str] = field(default_factory=list, repr=False)  # first few, for the summary
+    success_threshold: float | None = None  # verifiers/ART: success is reward >= this (None: the format's rule)
 
     @property
     def n_groups(self) -> int:
