@@ -10,6 +10,7 @@ YAML, one file or a folder of them); ``auto`` sniffs the first bytes (and recogn
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from calib.records import RecordError
 from calib.store import IngestResult, Store
 from calib.tools import ToolCatalogue
 
+_FAST_OFF = os.environ.get("CALIB_INGEST_FAST", "1") == "0"  # the per-record path only (for comparisons)
 FORMATS = ("auto", "native", "taubench", "tau2", "chat", "verifiers", "art")
 DIR_FORMATS = ("tau2", "verifiers", "art")
 
@@ -93,6 +95,9 @@ def ingest_file(
                                on_progress=on_progress, threshold=success_threshold)
     # tau-bench and chat dumps carry no run id: default to the file's name.
     default_run = run_id or path.stem
+    if fmt == "native" and not strict and not _FAST_OFF:
+        return _ingest_native_fast(store, path, run_id=run_id, default_run=default_run, catalogue=catalogue,
+                                   on_progress=on_progress)
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
     empty = True
     try:
@@ -168,6 +173,86 @@ def _ingest_tau2(
         writer.abort()
         raise
     return writer.commit()
+
+
+def _ingest_native_fast(
+    store: Store,
+    path: Path,
+    *,
+    run_id: str | None,
+    default_run: str,
+    catalogue: ToolCatalogue | None,
+    on_progress: Callable[[int], None] | None,
+) -> IngestResult:
+    """Native JSONL through the columnar path (``calib.ingest.fast``); the lines it does not take go
+    through the per-record path, in line order, so quarantine and duplicate handling are unchanged."""
+    from calib.ingest.fast import FastNative, iter_line_chunks, to_store_tables
+    from calib.ingest.readers import _loads
+    from calib.store.store import CHUNK_EPISODES
+
+    writer = store.begin_ingest(source=str(path), fmt="native", run_id=run_id, catalogue=catalogue)
+    fast = FastNative(writer.catalogue, cli_run=run_id, default_run=default_run)
+    file = str(path)
+    empty = True
+    try:
+        for lines, texts, undecodable in iter_line_chunks(path, CHUNK_EPISODES):  # also bounds memory
+            empty = False
+            chunk = fast.run(lines, texts)
+            text_of = dict(zip(lines, texts))
+            slow = sorted([(n, None) for n in chunk.slow] + [(n, raw) for n, raw in undecodable])
+            f_lines = chunk.episodes.column("line").to_pylist()
+            f_ids = chunk.episodes.column("episode_id").to_pylist()
+            f_hash = chunk.episodes.column("content_hash").to_pylist()
+            keep: set[int] = set()
+            si = 0
+            for k, line in enumerate(f_lines + [None]):
+                while si < len(slow) and (line is None or slow[si][0] < line):  # slow lines before this one
+                    n, raw = slow[si]
+                    si += 1
+                    _ingest_slow_line(writer, n, text_of.get(n), raw, run_id=run_id, default_run=default_run, file=file)
+                if line is None:
+                    break
+                writer.result.records += 1
+                if writer.claim(f_ids[k], f_hash[k], line=line, file=file,
+                                raw=lambda n=line, t=text_of: _loads(t[n])):
+                    keep.add(line)
+            eps, turns = to_store_tables(chunk, keep if len(keep) < len(f_lines) else None, source=file,
+                                         ingest_id=writer.ingest_id)
+            writer.add_tables(eps, turns)
+            if on_progress is not None:
+                on_progress(writer.result.records)
+        if empty:
+            writer.quarantine(line=None, reason="empty file: no records", file=file)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        fast.close()
+    return writer.commit()
+
+
+def _ingest_slow_line(writer, line: int, text: str | None, raw: bytes | None, *, run_id: str | None,
+                      default_run: str, file: str) -> None:
+    """One line through the per-record path (what ``iter_jsonl`` + ``IngestWriter.add`` do)."""
+    from calib.ingest.readers import _loads
+
+    if text is None:
+        try:
+            raw.decode("utf-8")  # type: ignore[union-attr]
+        except UnicodeDecodeError as e:
+            writer.result.records += 1
+            writer.quarantine(line=line, reason=f"line is not valid UTF-8 ({e.reason} at byte {e.start})", raw=raw,
+                              file=file)
+        return
+    try:
+        rec = _loads(text)
+    except (ValueError, RecursionError) as e:
+        writer.result.records += 1
+        writer.quarantine(line=line, reason=f"invalid JSON: {e}", raw=text, file=file)
+        return
+    if isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
+        rec = {**rec, "run_id": default_run}
+    writer.add(rec, line=line, file=file)
 
 
 def _dir_format(path: Path) -> str | None:
