@@ -186,18 +186,19 @@ def _ingest_native_fast(
 ) -> IngestResult:
     """Native JSONL through the columnar path (``calib.ingest.fast``); the lines it does not take go
     through the per-record path, in line order, so quarantine and duplicate handling are unchanged."""
-    from calib.ingest.fast import FastNative, iter_line_chunks, to_store_tables
+    from calib.ingest.fast import iter_line_chunks, run_chunks, to_store_tables
     from calib.ingest.readers import _loads
     from calib.store.store import CHUNK_EPISODES
 
     writer = store.begin_ingest(source=str(path), fmt="native", run_id=run_id, catalogue=catalogue)
-    fast = FastNative(writer.catalogue, cli_run=run_id, default_run=default_run)
+    threads = int(os.environ.get("CALIB_INGEST_THREADS", "1"))
     file = str(path)
     empty = True
     try:
-        for lines, texts, undecodable in iter_line_chunks(path, CHUNK_EPISODES):  # also bounds memory
+        chunks = iter_line_chunks(path, CHUNK_EPISODES)  # also bounds memory
+        for chunk, lines, texts, undecodable in run_chunks(chunks, writer.catalogue, cli_run=run_id,
+                                                           default_run=default_run, threads=threads):
             empty = False
-            chunk = fast.run(lines, texts)
             text_of = dict(zip(lines, texts))
             slow = sorted([(n, None) for n in chunk.slow] + [(n, raw) for n, raw in undecodable])
             f_lines = chunk.episodes.column("line").to_pylist()
@@ -226,8 +227,6 @@ def _ingest_native_fast(
     except BaseException:
         writer.abort()
         raise
-    finally:
-        fast.close()
     return writer.commit()
 
 

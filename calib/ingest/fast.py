@@ -195,10 +195,8 @@ FROM (SELECT st, json_extract_string(st, ['$.episode_id', '$.run_id', '$.iterati
         '$.messages[0].tool_calls[0].name', '$.expected_actions', '$.expected_actions[0].name']) AS x FROM (SELECT DISTINCT st FROM _e0 WHERE st IS NOT NULL));
 
 CREATE OR REPLACE TEMP TABLE _e AS
-SELECT line, r, st, r.info AS info_j FROM (
-    SELECT line, from_json(j, {typed}) AS r, st, json_keys(j) AS keys
-    FROM _e0 SEMI JOIN (SELECT st FROM _s WHERE ok) USING (st))
-WHERE len(keys) = len(list_distinct(keys)) AND list_has_all({top_keys}, keys);
+SELECT line, r, st, r.info AS info_j
+FROM (SELECT line, from_json(j, {typed}) AS r, st FROM _e0 SEMI JOIN (SELECT st FROM _s WHERE ok) USING (st));
 
 CREATE OR REPLACE TEMP TABLE _m AS
 SELECT line, i, m.role, m.content, m.tool_calls, m.tool_call_id AS tcid, m.name
@@ -264,8 +262,11 @@ WITH msg AS (
            count(*) FILTER (WHERE role = 'tool') = sum(n_calls) AS paired,
            '[' || string_agg(canon, ',' ORDER BY i) || ']' AS canon
     FROM _mc GROUP BY line
-), t AS (
-    SELECT _e.*, CASE WHEN json_type(info_j) = 'OBJECT' THEN kv(info_j) END AS info_p
+), t AS (  -- the scalars only: carrying the messages struct through the joins costs
+    SELECT line, info_j, CASE WHEN json_type(info_j) = 'OBJECT' THEN kv(info_j) END AS info_p,
+           {{'episode_id': r.episode_id, 'run_id': r.run_id, 'iteration': r.iteration, 'task_id': r.task_id,
+             'group_id': r.group_id, 'policy': r.policy, 'outcome': r.outcome, 'success': r.success,
+             'status': r.status}} AS r, json_extract_string(st, '$.iteration') AS iteration_type
     FROM _e
 ), e AS (
     SELECT t.line, t.r.episode_id AS episode_id,
@@ -278,7 +279,7 @@ WITH msg AS (
              WHEN flat_ok(t.info_p) THEN c_flat(t.info_p) END AS info,
         coalesce(ea.canon, '[]') AS expected_actions, msg.canon AS messages, msg.n_asst,
         coalesce(t.r.task_id IS NOT NULL AND abs(t.r.outcome) < 1e15 AND coalesce(t.r.status, 'ok') IN ('ok', 'error')
-        AND (json_extract_string(t.st, '$.iteration') IS NULL OR t.r.iteration IS NOT NULL)
+        AND (t.iteration_type IS NULL OR t.r.iteration IS NOT NULL)
         AND (t.info_j IS NULL OR json_type(t.info_j) = 'NULL' OR flat_ok(t.info_p))
         AND coalesce(ea.ok, true)
         AND coalesce(msg.n, 0) > 0 AND msg.ok AND msg.paired
@@ -300,7 +301,8 @@ FROM e WHERE eligible AND messages IS NOT NULL AND info IS NOT NULL;
 _TURNS = r"""
 CREATE OR REPLACE TEMP TABLE _t AS
 WITH m AS (
-    SELECT mc.*, sum(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END) OVER w - 1 AS turn,
+    SELECT mc.line, mc.i, mc.role, mc.content, mc.n_calls, mc.calls_json,  -- not the canonical text: it is sorted
+           sum(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END) OVER w - 1 AS turn,
            last_value(CASE WHEN role = 'user' THEN content END IGNORE NULLS)
                OVER (PARTITION BY line ORDER BY i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_user
     FROM _mc mc SEMI JOIN _ep USING (line)
@@ -356,7 +358,7 @@ class FastChunk:
 class FastNative:
     """Runs the SQL over chunks of ``(line, text)``; one DuckDB connection for the whole file."""
 
-    def __init__(self, catalogue: ToolCatalogue, *, cli_run: str | None, default_run: str, threads: int = 2):
+    def __init__(self, catalogue: ToolCatalogue, *, cli_run: str | None, default_run: str, threads: int = 1):
         self.con = duckdb.connect(config={"threads": threads})
         tools, props, self.unsupported = catalogue_tables(catalogue)
         self.con.register("_tools_arrow", tools)
@@ -391,6 +393,22 @@ class FastNative:
             self.con.unregister("_raw")
         slow = [n for n in lines if n not in fast]
         return FastChunk(eps, turns, slow)
+
+
+def run_chunks(chunks: Iterator[tuple[list[int], list[str], list[tuple[int, bytes]]]], catalogue: ToolCatalogue, *,
+               cli_run: str | None, default_run: str, threads: int = 1
+               ) -> Iterator[tuple[FastChunk, list[int], list[str], list[tuple[int, bytes]]]]:
+    """The SQL over every chunk, in file order, on one DuckDB connection.
+
+    One thread by default: on the 2-core machines this was measured on, under load, a second DuckDB
+    thread (or a second worker process) made the ingest slower, not faster (``CALIB_INGEST_THREADS``).
+    """
+    fast = FastNative(catalogue, cli_run=cli_run, default_run=default_run, threads=threads)
+    try:
+        for lines, texts, bad in chunks:
+            yield fast.run(lines, texts), lines, texts, bad
+    finally:
+        fast.close()
 
 
 def iter_line_chunks(path: Path, size: int = CHUNK_LINES) -> Iterator[tuple[list[int], list[str], list[tuple[int, bytes]]]]:
