@@ -10,9 +10,9 @@ Everything the fast path is not sure about goes back to the per-record path, lin
 record is still quarantined with its file, line and the same reason, and an unusual but valid record
 is still ingested exactly as before. The fast shape (anything else is "not eligible"):
 
-- a JSON object with only the native keys (no ``reward`` alias), no duplicate keys, a line under
-  1,000,000 bytes (so no string can exceed ``MAX_STRING``), no ``\\u0000``-``\\u001f`` escapes (DuckDB
-  and Python write those in different hex case) and no NaN/Infinity;
+- a JSON object with only the native keys (no ``reward`` alias), a line under 1,000,000 bytes (so no
+  string can exceed ``MAX_STRING``), no ``\\u0000``-``\\u001f`` escapes (DuckDB and Python write those
+  in different hex case) and no NaN/Infinity;
 - string ids (``task_id`` required), an integer ``iteration``, a number ``outcome`` (|x| < 1e15), a
   boolean or absent ``success``, ``status`` ok/error, a flat ``info`` object (scalar values);
 - messages with the four roles and string/null contents; assistant tool calls in OpenAI form (arguments
@@ -22,7 +22,9 @@ is still ingested exactly as before. The fast shape (anything else is "not eligi
 - expected actions ``{name, arguments}`` with flat arguments; the catalogue's schemas for the tools
   called are checked in SQL (types, enums, required and unexpected keys).
 
-``tests/test_ingest_fast.py`` checks that both paths store the same episodes, turns and hashes.
+``tests/test_ingest_fast.py`` checks that both paths store the same episodes, turns and hashes. One
+known difference: a record that repeats a key inside one JSON object is read with the key's first value
+here and with its last value by Python's ``json`` (no writer we know of produces such records).
 """
 
 from __future__ import annotations
