@@ -299,3 +299,13 @@ def test_weighted_component_reproduces_the_reward():
     rows = {r["signal"]: r for r in analyze_episode_signals(data, n_boot=100)}
     assert rows["v:score"]["reproduces_outcome"] and rows["v:score"]["verdict"] == "outcome"
     assert not rows["v:other"]["reproduces_outcome"]
+
+
+def test_developer_role_is_the_system_prompt():
+    from calib.ingest.verifiers import result_to_native
+
+    rec = {"example_id": 3, "reward": 0.5, "prompt": [{"role": "developer", "content": "rules"},
+                                                      {"role": "user", "content": "q"}], "completion": "a"}
+    nat = result_to_native(rec, run_id="r")
+    assert [m["role"] for m in nat["messages"]] == ["system", "user", "assistant"]
+    assert nat["success"] is False and nat["group_id"] == "r/3"

@@ -37,6 +37,7 @@ from calib.ingest.components import (
     first_prompt_key,
     json_object,
     reward_value,
+    role_of,
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
@@ -177,7 +178,7 @@ def _flat_messages(rows: Any) -> list[dict[str, Any]]:
     for i, m in enumerate(rows):
         if not isinstance(m, dict):
             raise RecordError(f"messages[{i}] should be a struct")
-        msg: dict[str, Any] = {"role": m.get("role"), "content": m.get("content")}
+        msg: dict[str, Any] = {"role": role_of(m.get("role")), "content": m.get("content")}
         calls = tool_calls(m.get("tool_calls"), f"messages[{i}]")
         if calls:
             msg["tool_calls"] = calls
@@ -198,7 +199,7 @@ def _messages_and_choices(items: Any) -> list[dict[str, Any]]:
         m = item.get("message") if "finish_reason" in item or "message" in item else item
         if not isinstance(m, dict):
             raise RecordError(f"messages_and_choices[{i}].message should be an object")
-        msg: dict[str, Any] = {"role": m.get("role"), "content": m.get("content")}
+        msg: dict[str, Any] = {"role": role_of(m.get("role")), "content": m.get("content")}
         calls = tool_calls(m.get("tool_calls"), f"messages_and_choices[{i}]")
         if calls:
             msg["tool_calls"] = calls

@@ -91,6 +91,11 @@ def tool_calls(raw: Any, where: str) -> list[Any]:
     return out
 
 
+def role_of(role: Any) -> Any:
+    """OpenAI's ``developer`` role is the system prompt of newer models; the canonical roles have ``system``."""
+    return "system" if role == "developer" else role
+
+
 def first_prompt_key(messages: list[Any]) -> list[Any]:
     """The messages before the first assistant message: what identifies a task when nothing else does."""
     prompt = []

@@ -34,6 +34,7 @@ from calib.ingest.components import (
     as_number,
     component_signals,
     reward_value,
+    role_of,
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
@@ -125,7 +126,7 @@ def _messages(value: Any, role: str, field: str) -> list[dict[str, Any]]:
         where = f"{field}[{i}]"
         if not isinstance(m, dict):
             raise RecordError(f"{where} should be an object")
-        msg = {"role": m.get("role"), "content": m.get("content")}
+        msg = {"role": role_of(m.get("role")), "content": m.get("content")}
         calls = tool_calls(m.get("tool_calls"), where)
         if calls:
             msg["tool_calls"] = calls
