@@ -6,7 +6,8 @@ bootstrap interval, ``group_auc`` (pairs inside a group) with its interval, and 
 group-AUC interval alone: ``keep`` above 0.5, ``flip`` below, ``zero`` when it covers 0.5.
 
 A component that *is* the outcome (its value equals the episode's outcome on every episode where it
-has one, e.g. the only component of a task's reward basis) would look perfect; it gets the verdict
+has one, e.g. the only component of a task's reward basis, or is the outcome up to its weight, as a
+verifiers reward ``{score, weight}`` that is the only term of the weighted sum) would look perfect; it gets the verdict
 ``outcome`` and ``reproduces_outcome: true`` instead, because rewarding it adds nothing to the
 outcome reward. ``outcome_agreement`` (share of episodes where value == outcome) shows how close
 the others come. The spec does not weight episode-level signals in this round: they are reported.
@@ -78,7 +79,7 @@ def analyze_episode_signals(
         ok = np.isfinite(s)
         g_ci = M.percentile_ci(gboot[:, j], alpha=alpha)
         same = np.isclose(s[ok], outcome[ok])
-        reproduces = bool(ok.sum() >= 2 and same.all())  # one episode proves nothing
+        reproduces = bool(ok.sum() >= 2 and (same.all() or _affine_copy(s[ok], outcome[ok])))
         verdict = "outcome" if reproduces else M.verdict(g_ci, float("nan"), null=null)
         r, p = M.pb_corr(s[ok], y[ok])
         rows.append({
@@ -105,10 +106,20 @@ def analyze_episode_signals(
     return rows
 
 
+def _affine_copy(s: np.ndarray, outcome: np.ndarray) -> bool:
+    """The outcome is ``a * s + b`` with ``a > 0`` on every episode: a component that, scaled by its weight
+    (verifiers ``{score, weight}``), is the whole reward. One episode (or a constant) proves nothing."""
+    if s.size < 2 or np.ptp(s) == 0 or np.ptp(outcome) == 0:
+        return False
+    a, b = np.polyfit(s, outcome, 1)
+    return bool(a > 0 and np.allclose(a * s + b, outcome, rtol=1e-6, atol=1e-9))
+
+
 def _reason(verdict: str, ci: Sequence[float], null: float) -> str:
     lo, hi = ci
     if verdict == "outcome":
-        return "equals the outcome on every episode where it has a value: it is the outcome, not extra evidence"
+        return ("equals the outcome (up to its weight) on every episode where it has a value: it is the outcome, "
+                "not extra evidence")
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "no informative groups with values: nothing to measure"
     txt = f"group_auc CI [{lo:.2f}, {hi:.2f}]"

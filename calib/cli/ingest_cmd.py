@@ -11,13 +11,17 @@ from calib.cli.options import StoreOpt
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files to ingest (JSONL, tau-bench results JSON, tau2 results JSON or a tau2 results directory).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest (JSONL, tau-bench results JSON, tau2 results "
+                     "JSON or directory, a verifiers output folder, ART trajectory logs: Parquet, JSONL, YAML or a folder).")],
     store: StoreOpt = Path("./calib-store"),
     fmt: Annotated[
-        str, typer.Option("--format", help="auto | native | taubench | tau2 | chat (auto sniffs each file).")
+        str, typer.Option("--format", help="auto | native | taubench | tau2 | chat | verifiers | art (auto sniffs each "
+                          "file and recognises the folders).")
     ] = "auto",
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for every record (default: the record's, else the file name).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record; nothing from that file is ingested.")] = False,
+    success_threshold: Annotated[float, typer.Option("--success-threshold", help="verifiers and ART rewards need not be "
+                                 "0/1: an episode is a success when reward >= this.")] = 1.0,
     domain: Annotated[str | None, typer.Option("--domain", help="Tool catalogue for is_write and tool checks: airline "
                       "(the default), taubench:PATH, tau2:DOMAIN (tau2 results default to their own domain).")] = None,
 ) -> None:
@@ -48,6 +52,7 @@ def ingest(
         for p in paths:
             task = progress.add_task(f"ingest {p.name}", total=None)
             results.append(ingest_file(st, p, fmt=fmt, run_id=run_id, strict=strict, catalogue=catalogue,
+                                       success_threshold=success_threshold,
                                        on_progress=lambda n, t=task: progress.update(t, completed=n)))
     table = Table(title=f"Ingested into {st.path}")
     for col in ("file", "format", "episodes", "turns", "groups", "success rate", "duplicates", "quarantined"):
@@ -58,6 +63,10 @@ def ingest(
         table.add_row(Path(r.source).name, r.format, f"{r.episodes:,}", f"{r.turns:,}", f"{r.n_groups:,}",
                       rate, f"{r.skipped_duplicates:,}", f"{r.quarantined:,}")
     console.print(table)
+    for r in results:
+        if r.success_threshold is not None:
+            console.print(f"{Path(r.source).name}: success = reward >= {r.success_threshold:g} (--success-threshold)",
+                          highlight=False)
     for r in results:
         for reason in r.reasons[:5]:
             console.print(Text("quarantined ", style="yellow") + Text(reason), highlight=False)

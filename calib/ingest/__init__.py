@@ -2,26 +2,34 @@
 
 Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JSON), ``tau2``
 (tau2-bench results: one file, or a directory with ``results.json`` and ``simulations/``), ``chat``
-(TRL/verifiers/ART-style chat JSONL); ``auto`` sniffs the first bytes (and recognises a tau2 directory).
+(TRL/verifiers/ART-style chat JSONL), ``verifiers`` (a verifiers output folder: ``results.jsonl`` +
+``metadata.json``, or ``traces.jsonl``), ``art`` (OpenPipe ART trajectory logs: Parquet, JSONL or
+YAML, one file or a folder of them); ``auto`` sniffs the first bytes (and recognises the folders).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from calib.errors import CalibError, UsageError
+from calib.ingest.art import is_art_dir
 from calib.ingest.chat import chat_to_native
+from calib.ingest.components import DEFAULT_SUCCESS_THRESHOLD
 from calib.ingest.readers import iter_json_array, iter_jsonl, sniff_format
 from calib.ingest.tau2 import is_tau2_dir
 from calib.ingest.taubench import taubench_to_native
+from calib.ingest.verifiers import is_verifiers_dir
 from calib.records import RecordError
 from calib.store import IngestResult, Store
 from calib.tools import ToolCatalogue
 
-FORMATS = ("auto", "native", "taubench", "tau2", "chat")
+_FAST_OFF = os.environ.get("CALIB_INGEST_FAST", "1") == "0"  # the per-record path only (for comparisons)
+FORMATS = ("auto", "native", "taubench", "tau2", "chat", "verifiers", "art")
+DIR_FORMATS = ("tau2", "verifiers", "art")
 
 __all__ = ["FORMATS", "chat_to_native", "ingest_file", "ingest_paths", "taubench_to_native"]
 
@@ -61,23 +69,35 @@ def ingest_file(
     strict: bool = False,
     catalogue: ToolCatalogue | None = None,
     on_progress: Callable[[int], None] | None = None,
+    success_threshold: float = DEFAULT_SUCCESS_THRESHOLD,
 ) -> IngestResult:
-    """Ingest one file atomically. With ``strict``, the first bad record aborts the whole file."""
+    """Ingest one file (or one results folder) atomically. With ``strict``, the first bad record aborts
+    the whole file. ``success_threshold``: for verifiers and ART dumps, whose rewards need not be 0/1,
+    ``success`` is ``reward >= success_threshold``."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
-        if fmt in ("auto", "tau2") and is_tau2_dir(path):
-            return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress)
-        raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
-                         "with results.json and simulations/)")
-    if fmt == "auto":
+        dir_fmt = _dir_format(path) if fmt == "auto" else (fmt if fmt in DIR_FORMATS and _dir_format(path) == fmt
+                                                           else None)
+        if dir_fmt is None:
+            raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
+                             "a verifiers output folder with results.jsonl or traces.jsonl, or a folder of ART "
+                             "trajectory logs)")
+        fmt = dir_fmt
+    elif fmt == "auto":
         fmt = sniff_format(path) if path.stat().st_size else "native"
     if fmt == "tau2":
         return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress)
+    if fmt in ("verifiers", "art"):
+        return _ingest_library(store, path, fmt, run_id=run_id, strict=strict, catalogue=catalogue,
+                               on_progress=on_progress, threshold=success_threshold)
     # tau-bench and chat dumps carry no run id: default to the file's name.
     default_run = run_id or path.stem
+    if fmt == "native" and not strict and not _FAST_OFF:
+        return _ingest_native_fast(store, path, run_id=run_id, default_run=default_run, catalogue=catalogue,
+                                   on_progress=on_progress)
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
     empty = True
     try:
@@ -149,6 +169,141 @@ def _ingest_tau2(
                 on_progress(writer.result.records)
         if first is None:
             writer.quarantine(line=None, reason="no simulations in the tau2 results", file=str(path))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+def _ingest_native_fast(
+    store: Store,
+    path: Path,
+    *,
+    run_id: str | None,
+    default_run: str,
+    catalogue: ToolCatalogue | None,
+    on_progress: Callable[[int], None] | None,
+) -> IngestResult:
+    """Native JSONL through the columnar path (``calib.ingest.fast``); the lines it does not take go
+    through the per-record path, in line order, so quarantine and duplicate handling are unchanged."""
+    from calib.ingest.fast import iter_line_chunks, run_chunks, to_store_tables
+    from calib.ingest.readers import _loads
+    from calib.store.store import CHUNK_EPISODES
+
+    writer = store.begin_ingest(source=str(path), fmt="native", run_id=run_id, catalogue=catalogue)
+    threads = int(os.environ.get("CALIB_INGEST_THREADS", "1"))
+    file = str(path)
+    empty = True
+    try:
+        chunks = iter_line_chunks(path, CHUNK_EPISODES)  # also bounds memory
+        for chunk, lines, texts, undecodable in run_chunks(chunks, writer.catalogue, cli_run=run_id,
+                                                           default_run=default_run, threads=threads):
+            empty = False
+            text_of = dict(zip(lines, texts))
+            slow = sorted([(n, None) for n in chunk.slow] + [(n, raw) for n, raw in undecodable])
+            f_lines = chunk.episodes.column("line").to_pylist()
+            f_ids = chunk.episodes.column("episode_id").to_pylist()
+            f_hash = chunk.episodes.column("content_hash").to_pylist()
+            keep: set[int] = set()
+            si = 0
+            for k, line in enumerate(f_lines + [None]):
+                while si < len(slow) and (line is None or slow[si][0] < line):  # slow lines before this one
+                    n, raw = slow[si]
+                    si += 1
+                    _ingest_slow_line(writer, n, text_of.get(n), raw, run_id=run_id, default_run=default_run, file=file)
+                if line is None:
+                    break
+                writer.result.records += 1
+                if writer.claim(f_ids[k], f_hash[k], line=line, file=file,
+                                raw=lambda n=line, t=text_of: _loads(t[n])):
+                    keep.add(line)
+            eps, turns = to_store_tables(chunk, keep if len(keep) < len(f_lines) else None, source=file,
+                                         ingest_id=writer.ingest_id)
+            writer.add_tables(eps, turns)
+            if on_progress is not None:
+                on_progress(writer.result.records)
+        if empty:
+            writer.quarantine(line=None, reason="empty file: no records", file=file)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+def _ingest_slow_line(writer, line: int, text: str | None, raw: bytes | None, *, run_id: str | None,
+                      default_run: str, file: str) -> None:
+    """One line through the per-record path (what ``iter_jsonl`` + ``IngestWriter.add`` do)."""
+    from calib.ingest.readers import _loads
+
+    if text is None:
+        try:
+            raw.decode("utf-8")  # type: ignore[union-attr]
+        except UnicodeDecodeError as e:
+            writer.result.records += 1
+            writer.quarantine(line=line, reason=f"line is not valid UTF-8 ({e.reason} at byte {e.start})", raw=raw,
+                              file=file)
+        return
+    try:
+        rec = _loads(text)
+    except (ValueError, RecursionError) as e:
+        writer.result.records += 1
+        writer.quarantine(line=line, reason=f"invalid JSON: {e}", raw=text, file=file)
+        return
+    if isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
+        rec = {**rec, "run_id": default_run}
+    writer.add(rec, line=line, file=file)
+
+
+def _dir_format(path: Path) -> str | None:
+    if is_tau2_dir(path):
+        return "tau2"
+    if is_verifiers_dir(path):
+        return "verifiers"
+    if is_art_dir(path):
+        return "art"
+    return None
+
+
+def _ingest_library(
+    store: Store,
+    path: Path,
+    fmt: str,
+    *,
+    run_id: str | None,
+    strict: bool,
+    catalogue: ToolCatalogue | None,
+    on_progress: Callable[[int], None] | None,
+    threshold: float,
+) -> IngestResult:
+    """A verifiers or ART dump (one file or one folder) as one atomic ingest; each bad record is
+    quarantined with its file and line (Parquet: row number), the rest is ingested."""
+    from calib.ingest.art import iter_art
+    from calib.ingest.verifiers import iter_verifiers
+
+    if fmt == "verifiers":
+        default_run = run_id or (path.name if path.is_dir() else path.parent.name or path.stem)
+        items = iter_verifiers(path, run_id=default_run, threshold=threshold)
+    else:
+        items = iter_art(path, run_id=run_id, threshold=threshold)
+    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
+    writer.result.success_threshold = threshold
+    empty = True
+    try:
+        for file, line, rec, err, raw in items:
+            empty = False
+            if err is not None:
+                if strict:
+                    raise CalibError(f"{file}:{line}: {err} (--strict: nothing from {path} was ingested)")
+                writer.result.records += 1
+                writer.quarantine(line=line, reason=err, raw=raw, file=file)
+            else:
+                ok = writer.add(rec, line=line, file=file)
+                if not ok and strict and writer.result.quarantined:
+                    raise CalibError(f"{writer.result.reasons[-1]} (--strict: nothing from {path} was ingested)")
+            if on_progress is not None:
+                on_progress(writer.result.records)
+        if empty:
+            writer.quarantine(line=None, reason=f"no {fmt} records found", file=str(path))
     except BaseException:
         writer.abort()
         raise

@@ -134,10 +134,18 @@ class _Utf8Error(Exception):
 
 def sniff_format(path: Path) -> str:
     """``tau2`` for a tau2-bench results object, ``taubench`` for a JSON array or tau-bench records,
-    ``chat`` for prompt/completion or messages+reward lines, else ``native``."""
+    ``verifiers`` for verifiers rollouts or v1 episodes, ``art`` for ART trajectory logs (Parquet,
+    YAML, or JSONL groups), ``chat`` for prompt/completion or messages+reward lines, else ``native``."""
     with open(path, "rb") as f:
         head = f.read(65536)
+    from calib.ingest.art import is_art_parquet, sniff_art
+    from calib.ingest.verifiers import sniff_verifiers
+
+    if head.startswith(b"PAR1") or path.suffix == ".parquet":
+        return "art" if is_art_parquet(path) else "native"
     text = head.decode("utf-8", errors="replace").lstrip()
+    if path.suffix in (".yaml", ".yml"):
+        return "art" if "trajectories:" in text else "native"
     from calib.ingest.tau2 import sniff_tau2
 
     if sniff_tau2(text):
@@ -145,6 +153,9 @@ def sniff_format(path: Path) -> str:
     if text.startswith("["):
         return "taubench"
     first = text.split("\n", 1)[0]
+    if "\n" not in text and len(head) == 65536:  # a long first record (a verifiers prompt): read it whole
+        with open(path, "rb") as f:
+            first = f.readline(1 << 25).decode("utf-8", errors="replace")
     try:
         rec = json.loads(first)
     except ValueError:
@@ -152,6 +163,10 @@ def sniff_format(path: Path) -> str:
     if isinstance(rec, dict):
         if "traj" in rec:
             return "taubench"
+        if sniff_verifiers(rec):
+            return "verifiers"
+        if sniff_art(rec):
+            return "art"
         if "completion" in rec or ("messages" in rec and "task_id" not in rec and "outcome" not in rec):
             return "chat"
     return "native"

@@ -119,8 +119,8 @@ def call_facts(pairs: pd.DataFrame, catalogue: ToolCatalogue) -> pd.DataFrame:
         {
             "name": names,
             "args": args,
-            "key": [k for k, _ in facts],
-            "ok": [ok for _, ok in facts],
+            "key": pd.array([k for k, _ in facts], dtype="string"),
+            "ok": pd.array([ok for _, ok in facts], dtype="boolean"),  # typed: a dump without calls is empty
             "w": pd.array([write[n] for n in names], dtype="boolean"),
         }
     )

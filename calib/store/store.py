@@ -75,6 +75,7 @@ class IngestResult:
     groups: set[str] = field(default_factory=set, repr=False)
     quarantine_file: str | None = None
     reasons: list[str] = field(default_factory=list, repr=False)  # first few, for the summary
+    success_threshold: float | None = None  # verifiers/ART: success is reward >= this (None: the format's rule)
 
     @property
     def n_groups(self) -> int:
@@ -582,22 +583,8 @@ class IngestWriter:
             self.quarantine(line=line, reason=f"invalid record: {e}", raw=rec, file=file)
             return False
         eid = ep["episode_id"]
-        if eid in self._existing:
-            if self._existing[eid] == h:
-                self.result.skipped_duplicates += 1
-                return False
-            self.quarantine(line=line, reason=f"episode_id {eid!r} is already in the store with different content",
-                            raw=rec, file=file)
+        if not self.claim(eid, h, line=line, file=file, raw=rec):
             return False
-        if eid in self._seen:
-            prev_hash, prev_line = self._seen[eid]
-            if prev_hash == h:
-                self.result.skipped_duplicates += 1
-                return False
-            self.quarantine(line=line, reason=f"duplicate episode_id {eid!r} (first seen at line {prev_line})",
-                            raw=rec, file=file)
-            return False
-        self._seen[eid] = (h, line or 0)
         turns = segment_turns(ep, self.catalogue)
         self._eps.append(
             {
@@ -632,6 +619,47 @@ class IngestWriter:
         if len(self._eps) >= CHUNK_EPISODES:
             self._flush()
         return True
+
+    def claim(self, eid: str, h: str, *, line: int | None, file: str | None, raw: Any) -> bool:
+        """Whether a validated episode is new: a re-ingest of the same content is skipped, an id that holds
+        other content (in the store, or earlier in this ingest) is quarantined. ``raw`` may be a callable."""
+        if eid in self._existing:
+            if self._existing[eid] == h:
+                self.result.skipped_duplicates += 1
+                return False
+            self.quarantine(line=line, reason=f"episode_id {eid!r} is already in the store with different content",
+                            raw=raw() if callable(raw) else raw, file=file)
+            return False
+        if eid in self._seen:
+            prev_hash, prev_line = self._seen[eid]
+            if prev_hash == h:
+                self.result.skipped_duplicates += 1
+                return False
+            self.quarantine(line=line, reason=f"duplicate episode_id {eid!r} (first seen at line {prev_line})",
+                            raw=raw() if callable(raw) else raw, file=file)
+            return False
+        self._seen[eid] = (h, line or 0)
+        return True
+
+    def add_tables(self, episodes: pa.Table, turns: pa.Table) -> None:
+        """Stage episodes and turns that the columnar path validated and claimed (``calib.ingest.fast``)."""
+        if episodes.num_rows == 0:
+            return
+        self._flush()
+        n = f"{self._chunk:05d}"
+        pq.write_table(episodes, self.staging / f"episodes-{n}.parquet", compression="zstd")
+        pq.write_table(turns, self.staging / f"turns-{n}.parquet", compression="zstd")
+        self._chunk += 1
+        r = self.result
+        r.episodes += episodes.num_rows
+        r.turns += turns.num_rows
+        r.groups.update(episodes.column("group_id").to_pylist())
+        status = episodes.column("status")
+        is_err = pc.equal(status, "error")
+        r.errors += pc.sum(pc.cast(is_err, pa.int64())).as_py() or 0
+        ok_success = pc.and_(pc.invert(is_err), episodes.column("success"))
+        r.successes += pc.sum(pc.cast(ok_success, pa.int64())).as_py() or 0
+        self._heartbeat()
 
     def _flush(self) -> None:
         if not self._eps:
