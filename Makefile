@@ -24,8 +24,10 @@ setup: $(VENV)/.installed
 demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
 
+# Two pytest-xdist workers (CI has 2 cores); tests that share an expensive module fixture carry an
+# xdist_group mark and run on one worker (--dist loadgroup). Plain `pytest` still runs serially.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	$(PY) bench/run_all.py

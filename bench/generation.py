@@ -12,7 +12,8 @@ Sampling is greedy, so the two runs should play the same episodes; the details r
 came out identical (a difference is a near-tie flipped by batched float rounding).
 
 Usage: python bench/generation.py [--episodes 16] [--max-turns 4] [--max-new-tokens 32] [--threads 2]
-       [--quick]   (--quick: 4 episodes, 2 turns of 16 tokens, for tests)
+       [--quick]   (--quick: 4 episodes, 2 turns of 16 tokens, two visible tools, 1 thread, for tests:
+                    the prompt drops from ~1,000 to ~200 tokens, so tests/test_bench.py stays short)
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SYSTEM = "You are an airline agent. Use the tools."
 GOAL = 2.5
+QUICK_TOOLS = ("get_reservation_details", "cancel_reservation")
 
 
-def play(model, tok, *, max_batch, prefix_cache: bool, n_episodes: int, max_turns: int, max_new_tokens: int):
+def play(model, tok, *, max_batch, prefix_cache: bool, n_episodes: int, max_turns: int, max_new_tokens: int,
+         visible_tools: tuple[str, ...] | None = None):
     """Play the bench's episodes; return (episodes, seconds, backend calls)."""
     from calib.envs import load_domain
     from calib.hf_chat import GenerationConfig, HFChatModel
@@ -40,7 +43,8 @@ def play(model, tok, *, max_batch, prefix_cache: bool, n_episodes: int, max_turn
 
     chat = HFChatModel(model, tok, GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0,
                                                     prefix_cache_tokens=32768 if prefix_cache else 0))
-    policy = TrainingPolicy(chat, view=PromptView(system_prompt=SYSTEM, tool_detail="minimal"), max_batch=max_batch)
+    view = PromptView(system_prompt=SYSTEM, tool_detail="minimal", visible_tools=visible_tools)
+    policy = TrainingPolicy(chat, view=view, max_batch=max_batch)
     domain = load_domain("airline-mini")
     samples = 2
     tasks = [t.task_id for t in domain.tasks][: max(1, n_episodes // samples)]
@@ -56,11 +60,15 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=16)
     ap.add_argument("--max-turns", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default 2; 1 with --quick)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
         args.episodes, args.max_turns, args.max_new_tokens = 4, 2, 16
+    if args.threads is None:
+        # --quick runs inside the test suite, next to other work: two OpenMP threads on a busy core
+        # spend most of their time in barriers (a minute of generation became ~7).
+        args.threads = 1 if args.quick else 2
     import torch
     from _common import figure_line
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,7 +79,8 @@ def main() -> int:
     path = tiny_model_path()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    kw = {"n_episodes": args.episodes, "max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens}
+    kw = {"n_episodes": args.episodes, "max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens,
+          "visible_tools": QUICK_TOOLS if args.quick else None}
     play(model, tok, max_batch=None, prefix_cache=True, **{**kw, "n_episodes": 2, "max_turns": 1})  # warm-up
     one, t_one, calls_one = play(model, tok, max_batch=1, prefix_cache=False, **kw)
     many, t_many, calls_many = play(model, tok, max_batch=None, prefix_cache=True, **kw)
@@ -90,7 +99,7 @@ def main() -> int:
         "generation", "episodes_per_s_batched_vs_batch1", round(ratio, 3), f">= {GOAL}", quick=args.quick,
         details={"batch1_s": t_one, "batched_s": t_many, "episodes": len(many), "turns": turns,
                  "calls_batch1": calls_one, "calls_batched": calls_many, "identical_episodes": same,
-                 "threads": args.threads},
+                 "threads": args.threads, "visible_tools": list(kw["visible_tools"] or ["all"])},
     ))
     return 0
 

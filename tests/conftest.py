@@ -15,6 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+# `make test` runs two pytest-xdist workers (one per core on CI's 2-core machine). Each worker, and
+# every subprocess a test starts, then gets one torch/BLAS thread: two workers with two threads each
+# would oversubscribe the cores and run slower than one thread each. Set before anything imports torch
+# (calib imports it lazily); an explicit OMP_NUM_THREADS in the environment still wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 def under_ci() -> bool:
     """CI runs ``.ci/run`` with ``CI=true``: there a missing dependency is a failure, not a skip."""

@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("generation")  # one worker under xdist: the model loads once
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):

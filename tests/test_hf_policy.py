@@ -19,6 +19,7 @@ from calib.tools import AIRLINE_WRITE_TOOLS, ToolCatalogue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MAX_NEW = 24  # enough for a short reply or the start of a tool call; keeps each turn to ~1 s on CPU
+pytestmark = pytest.mark.xdist_group("hf_policy")  # one worker under xdist: the model loads once
 
 
 @pytest.fixture(scope="module")

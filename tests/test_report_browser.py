@@ -21,7 +21,8 @@ from calib.report import write_report
 from calib.report.browser import Chromium, find_chromium
 from calib.store import Store
 
-pytestmark = pytest.mark.slow
+# One worker under pytest-xdist: the module-scoped browser and report are started once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_browser")]
 
 SECTIONS = ("summary", "signals", "forest", "positions", "distributions", "advantages", "history", "spec", "episodes")
 PAYLOADS = (

@@ -32,6 +32,9 @@ turn_rewards:
   - {signal: turn_tokens, weight: 0.01}
 """
 SYSTEM = "You are an airline agent. Use the tools."
+# Under pytest-xdist the whole module runs on one worker: the kill/resume test compares with the
+# module-scoped `trained` run, which must be trained once, not once per worker.
+pytestmark = pytest.mark.xdist_group("train_cli")
 
 
 def _args(spec: Path, out: Path, store: Path, *extra: str) -> list[str]:

@@ -74,6 +74,11 @@ class FakeVLLMGeneration:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.engine = AutoModelForCausalLM.from_config(base.config)  # the engine's own weights
         self.engine.eval()
+        # An inference engine keeps a KV cache (vLLM always does). The Trainer has set the training
+        # model's config.use_cache to False (TrainingArguments.use_cache), and from_config copied it
+        # into the engine's generation config: without this line every new token re-runs the whole
+        # sequence (the test took ~13 min instead of ~2).
+        self.engine.generation_config.use_cache = True
         self.backend = LocalBackend(
             self.engine,
             processing_class,
