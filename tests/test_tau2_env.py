@@ -70,10 +70,10 @@ def test_tau2_splits(tau2_pkg, name: str, train: int, test: int):
     assert dom.catalogue.schemas and dom.policy
 
 
-def test_domain_without_split_says_so():
+def test_domain_without_split_says_so(taubench_dir):
     from calib.envs.base import load_domain
 
-    dom = load_domain("airline-mini")
+    dom = load_domain(f"taubench:{taubench_dir / 'airline'}")  # tau-bench v1 airline: 50 test tasks, no split
     assert len(split_task_ids(dom, "all")) == len(dom.tasks)
     with pytest.raises(UsageError, match="has no train/test split"):
         filter_split(dom, dom.tasks, "test")

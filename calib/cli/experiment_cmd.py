@@ -140,7 +140,7 @@ def real_lm_command(
     warm_start: Annotated[
         str | None,
         typer.Option("--warm-start", help="Start RL from this checkpoint or LoRA adapter instead of running the "
-                     "demonstrations and SFT (default: none; with --quick, the shipped data/warmstart). `none` forces "
+                     "demonstrations and SFT (default: none; with --quick, data/warmstart if the repository has one). `none` forces "
                      "the SFT stage."),
     ] = None,
     json_out: JsonOpt = False,
