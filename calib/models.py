@@ -172,15 +172,7 @@ def merged_adapter_path(adapter: Path, cache_dir: str | os.PathLike | None = Non
         base_path = resolve_model(str(base), cache_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=models))
         try:
-            import torch
-            from peft import PeftModel
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-            merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-            merged.save_pretrained(tmp)
-            tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base_path)
-            AutoTokenizer.from_pretrained(tok_src).save_pretrained(tmp)
+            save_merged_lora(base_path, adapter, tmp)
             (tmp / _MARKER).write_text(json.dumps({"adapter": str(adapter), "base": str(base)}))
             if target.exists():
                 shutil.rmtree(target)
@@ -191,6 +183,21 @@ def merged_adapter_path(adapter: Path, cache_dir: str | os.PathLike | None = Non
                 raise
             raise CalibError(f"merging the adapter {adapter} into {base} failed: {type(e).__name__}: {e}") from e
     return target
+
+
+def save_merged_lora(base: str, adapter: Path, out: Path) -> None:
+    """Load ``base`` (a resolved path or hub id) in float32, merge the LoRA ``adapter`` into it and
+    save the plain model and its tokenizer (the adapter's own, if it saved one) in ``out``.
+    The one place where an adapter becomes a checkpoint; callers make the write atomic."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.save_pretrained(out)
+    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    AutoTokenizer.from_pretrained(tok_src).save_pretrained(out)
 
 
 def random_llama(tokenizer, *, hidden_size: int = 32, intermediate_size: int = 64, num_attention_heads: int = 2,

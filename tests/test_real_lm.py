@@ -152,3 +152,11 @@ def test_an_adapter_directory_loads_as_its_merged_model(tmp_path, monkeypatch, t
         assert torch.allclose(model(ids).logits, ref(ids).logits, atol=1e-4)
         plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
         assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-3)  # the adapter did something
+    # the loop's and the experiment's merge (a given output directory) writes the same model
+    from trainer.hf_family import merge_adapter
+
+    out = merge_adapter("tiny", adapter, tmp_path / "merged")
+    again = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(again(ids).logits, ref(ids).logits, atol=1e-4)
+    assert not (tmp_path / "merged.tmp").exists()

@@ -119,20 +119,12 @@ def merge_adapter(base: str, adapter: Path, out: Path) -> Path:
     so ``out`` only ever holds a complete model)."""
     import shutil
 
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from calib.models import resolve_model, save_merged_lora
 
-    from calib.models import resolve_model
-
-    path = resolve_model(base)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+    save_merged_lora(resolve_model(base), adapter, tmp)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
