@@ -125,9 +125,8 @@ def quick_config(seeds: int = 1) -> RealLMConfig:
     RL has nothing to learn from), a few tasks, two RL steps per arm, short episodes, two trials.
     Without a shipped warm start the two stages run on the quick budget."""
     shipped = (WARM_START / "adapter_config.json").is_file()
-    return RealLMConfig(seeds=seeds, warm_start=str(WARM_START) if shipped else None, train_tasks=2, test_tasks=2, calib_tasks=2,
-                        calib_samples=4,
-                        rl_steps=2, rl_tasks_per_step=1, rl_samples=4, max_turns=6, max_new_tokens=48,
+    return RealLMConfig(seeds=seeds, warm_start=str(WARM_START) if shipped else None, train_tasks=2, test_tasks=2,
+                        calib_tasks=2, calib_samples=4, rl_steps=2, rl_tasks_per_step=1, rl_samples=4, max_turns=6, max_new_tokens=48,
                         eval_trials=2)
 
 
@@ -199,8 +198,9 @@ def demos(cfg: RealLMConfig, store: Any) -> dict[str, Any]:
 
     if not _stored(store, "demos"):
         policy = OraclePolicy(OracleConfig.uniform(cfg.mistake_rate))
-        run_rollouts(DOMAIN, policy, "scripted", _split_ids("train", cfg.train_tasks, cfg.families), samples=cfg.demo_samples, max_turns=30,
-                     concurrency=64, run_id="demos", store=store, seed=cfg.first_seed)
+        run_rollouts(DOMAIN, policy, "scripted", _split_ids("train", cfg.train_tasks, cfg.families),
+                     samples=cfg.demo_samples, max_turns=30, concurrency=64, run_id="demos", store=store,
+                     seed=cfg.first_seed)
     return run_stats(store, "demos")
 
 
@@ -241,7 +241,8 @@ def play(cfg: RealLMConfig, store: Any, model: str, run_id: str, *, split: str, 
         view = PromptView(system_prompt=cfg.system_prompt, tool_detail=cfg.tool_detail,
                           visible_tools=cfg.visible_tools)
         policy = TrainingPolicy(chat, view=view, name=run_id)
-        run_rollouts(DOMAIN, policy, "scripted", tasks or _split_ids(split, cfg.train_tasks if split == "train" else cfg.test_tasks, cfg.families), samples=samples,
+        limit = cfg.train_tasks if split == "train" else cfg.test_tasks
+        run_rollouts(DOMAIN, policy, "scripted", tasks or _split_ids(split, limit, cfg.families), samples=samples,
                      max_turns=cfg.max_turns, concurrency=256, run_id=run_id, store=store, seed=seed)
     return run_stats(store, run_id)
 
