@@ -17,8 +17,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from calib.errors import CalibError
 
@@ -110,13 +111,27 @@ def tiny_model_path(cache_dir: str | os.PathLike | None = None) -> Path:
     target = models / TINY_MODEL_NAME
     if _is_ready(target, gguf):
         return target
-    with _file_lock(models / f".{TINY_MODEL_NAME}.lock"):
-        if _is_ready(target, gguf):  # another process finished while we waited
+    def build(tmp: Path) -> dict[str, Any]:
+        _convert(gguf, tmp)
+        return {"source": str(gguf), "source_size": gguf.stat().st_size}
+
+    return _build_once(target, lambda: _is_ready(target, gguf), build,
+                       lambda e: f"converting {gguf.name} to a transformers checkpoint failed: {e}")
+
+
+def _build_once(target: Path, ready: Callable[[], bool], build: Callable[[Path], dict[str, Any]],
+                failure: Callable[[Exception], str]) -> Path:
+    """Build a cache entry once across processes: under a file lock, re-check ``ready`` (another
+    process may have finished while we waited), ``build`` into a temporary directory next to
+    ``target``, write the marker (with what ``build`` returns) last, and rename into place; a failure
+    leaves nothing behind and becomes one CalibError line (``failure(e)``)."""
+    with _file_lock(target.parent / f".{target.name}.lock"):
+        if ready():
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}-", dir=models))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            _convert(gguf, tmp)
-            (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "source_size": gguf.stat().st_size}))
+            meta = build(tmp)
+            (tmp / _MARKER).write_text(json.dumps(meta))
             if target.exists():  # stale or unfinished: replace it
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -124,7 +139,7 @@ def tiny_model_path(cache_dir: str | os.PathLike | None = None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(e, CalibError):
                 raise
-            raise CalibError(f"converting {gguf.name} to a transformers checkpoint failed: {e}") from e
+            raise CalibError(failure(e)) from e
     return target
 
 
@@ -166,23 +181,13 @@ def merged_adapter_path(adapter: Path, cache_dir: str | os.PathLike | None = Non
     target = models / f"merged-{adapter.name}-{digest.hexdigest()[:12]}"
     if (target / _MARKER).is_file():
         return target
-    with _file_lock(models / f".{target.name}.lock"):
-        if (target / _MARKER).is_file():
-            return target
-        base_path = resolve_model(str(base), cache_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=models))
-        try:
-            save_merged_lora(base_path, adapter, tmp)
-            (tmp / _MARKER).write_text(json.dumps({"adapter": str(adapter), "base": str(base)}))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except Exception as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, CalibError):
-                raise
-            raise CalibError(f"merging the adapter {adapter} into {base} failed: {type(e).__name__}: {e}") from e
-    return target
+
+    def build(tmp: Path) -> dict[str, Any]:
+        save_merged_lora(resolve_model(str(base), cache_dir), adapter, tmp)
+        return {"adapter": str(adapter), "base": str(base)}
+
+    return _build_once(target, lambda: (target / _MARKER).is_file(), build,
+                       lambda e: f"merging the adapter {adapter} into {base} failed: {type(e).__name__}: {e}")
 
 
 def save_merged_lora(base: str, adapter: Path, out: Path) -> None:

@@ -178,13 +178,7 @@ def _flat_messages(rows: Any) -> list[dict[str, Any]]:
     for i, m in enumerate(rows):
         if not isinstance(m, dict):
             raise RecordError(f"messages[{i}] should be a struct")
-        msg: dict[str, Any] = {"role": role_of(m.get("role")), "content": m.get("content")}
-        calls = tool_calls(m.get("tool_calls"), f"messages[{i}]")
-        if calls:
-            msg["tool_calls"] = calls
-        if m.get("tool_call_id") is not None:
-            msg["tool_call_id"] = m["tool_call_id"]
-        out.append(msg)
+        out.append(_message(m, f"messages[{i}]"))
     return out
 
 
@@ -199,14 +193,19 @@ def _messages_and_choices(items: Any) -> list[dict[str, Any]]:
         m = item.get("message") if "finish_reason" in item or "message" in item else item
         if not isinstance(m, dict):
             raise RecordError(f"messages_and_choices[{i}].message should be an object")
-        msg: dict[str, Any] = {"role": role_of(m.get("role")), "content": m.get("content")}
-        calls = tool_calls(m.get("tool_calls"), f"messages_and_choices[{i}]")
-        if calls:
-            msg["tool_calls"] = calls
-        if m.get("tool_call_id") is not None:
-            msg["tool_call_id"] = m["tool_call_id"]
-        out.append(msg)
+        out.append(_message(m, f"messages_and_choices[{i}]"))
     return out
+
+
+def _message(m: dict[str, Any], where: str) -> dict[str, Any]:
+    """One ART message as a canonical message (role, content, parsed tool calls, tool_call_id)."""
+    msg: dict[str, Any] = {"role": role_of(m.get("role")), "content": m.get("content")}
+    calls = tool_calls(m.get("tool_calls"), where)
+    if calls:
+        msg["tool_calls"] = calls
+    if m.get("tool_call_id") is not None:
+        msg["tool_call_id"] = m["tool_call_id"]
+    return msg
 
 
 class _Converter:
