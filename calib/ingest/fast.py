@@ -290,13 +290,14 @@ WITH msg AS (
 )
 SELECT *, coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task_id) AS group_id,
        coalesce(success0, outcome >= 1.0 - 1e-9) AS success,
-       substr(sha256('{{"expected_actions":' || expected_actions
-           || ',"group_id":' || to_json(coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task_id))::VARCHAR
-           || ',"info":' || info || ',"iteration":' || iteration::VARCHAR || ',"messages":' || messages
-           || ',"outcome":' || outcome::VARCHAR || ',"policy":' || coalesce(to_json(policy)::VARCHAR, 'null')
-           || ',"run_id":' || to_json(run_id)::VARCHAR || ',"status":' || to_json(status)::VARCHAR
-           || ',"success":' || (CASE WHEN coalesce(success0, outcome >= 1.0 - 1e-9) THEN 'true' ELSE 'false' END)
-           || ',"task_id":' || to_json(task_id)::VARCHAR || '}}'), 1, 32) AS content_hash
+       -- concat, not ||: one copy of the long text instead of one per operator (every part is non-NULL here)
+       substr(sha256(concat('{{"expected_actions":', expected_actions,
+           ',"group_id":', to_json(coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task_id))::VARCHAR,
+           ',"info":', info, ',"iteration":', iteration::VARCHAR, ',"messages":', messages,
+           ',"outcome":', outcome::VARCHAR, ',"policy":', coalesce(to_json(policy)::VARCHAR, 'null'),
+           ',"run_id":', to_json(run_id)::VARCHAR, ',"status":', to_json(status)::VARCHAR,
+           ',"success":', (CASE WHEN coalesce(success0, outcome >= 1.0 - 1e-9) THEN 'true' ELSE 'false' END),
+           ',"task_id":', to_json(task_id)::VARCHAR, '}}')), 1, 32) AS content_hash
 FROM e WHERE eligible AND messages IS NOT NULL AND info IS NOT NULL;
 """
 
