@@ -208,28 +208,32 @@ FROM (SELECT line, unnest(r.messages) AS m, generate_subscripts(r.messages, 1) -
       FROM _e);
 
 CREATE OR REPLACE TEMP TABLE _c AS
-SELECT line, i, c, tc.id, coalesce(tc.function.name, tc.name) AS name,
+SELECT line, i, c, nc, tc.id, coalesce(tc.function.name, tc.name) AS name,
        tc.function IS NOT NULL AS fn, tc.name IS NOT NULL OR tc.arguments IS NOT NULL AS native,
        CASE WHEN tc.function IS NOT NULL THEN
                  (CASE WHEN json_valid(tc.function.arguments) AND json_type(tc.function.arguments) = 'OBJECT'
                        THEN json(tc.function.arguments) END)
             WHEN json_type(tc.arguments) = 'OBJECT' THEN tc.arguments END AS args
-FROM (SELECT line, i, unnest(tool_calls) AS tc, generate_subscripts(tool_calls, 1) - 1 AS c
+FROM (SELECT line, i, unnest(tool_calls) AS tc, generate_subscripts(tool_calls, 1) - 1 AS c, len(tool_calls) AS nc
       FROM _m WHERE role = 'assistant' AND len(tool_calls) > 0);
 
 CREATE OR REPLACE TEMP TABLE _cc AS
-SELECT line, i, c, id, name, p, CASE WHEN args IS NOT NULL THEN c_flat(p) END AS args_text,
+SELECT line, i, c, nc, id, name, p, CASE WHEN args IS NOT NULL THEN c_flat(p) END AS args_text,
        coalesce(id IS NOT NULL AND length(name) > 0 AND args IS NOT NULL AND flat_ok(p) AND NOT (fn AND native), false)
        AS ok
 FROM (SELECT *, CASE WHEN args IS NOT NULL THEN kv(args) END AS p FROM _c);
 
 -- message-level checks and canonical text
 CREATE OR REPLACE TEMP TABLE _mc AS
-WITH calls AS (
-    SELECT line, i, count(*) AS n, bool_and(ok) AS ok,
-           '[' || string_agg('{{"arguments":' || args_text || ',"id":' || to_json(id)::VARCHAR || ',"name":'
-                             || to_json(name)::VARCHAR || '}}', ',' ORDER BY c) || ']' AS calls_json
-    FROM _cc GROUP BY line, i
+WITH call AS (
+    SELECT line, i, c, nc, ok, '{{"arguments":' || args_text || ',"id":' || to_json(id)::VARCHAR || ',"name":'
+                               || to_json(name)::VARCHAR || '}}' AS call_json
+    FROM _cc
+), calls AS (  -- most messages make one call: no ordered aggregate for those (it is the costly part)
+    SELECT line, i, 1 AS n, ok, '[' || call_json || ']' AS calls_json FROM call WHERE nc = 1
+    UNION ALL
+    SELECT line, i, count(*) AS n, bool_and(ok) AS ok, '[' || string_agg(call_json, ',' ORDER BY c) || ']' AS calls_json
+    FROM call WHERE nc > 1 GROUP BY line, i
 ), owner AS (  -- each call's tool message comes right after it, in order, with its id
     SELECT cc.line, cc.i + 1 + cc.c AS i, cc.id, cc.name AS call_name FROM _cc cc
 )
