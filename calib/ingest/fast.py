@@ -140,6 +140,10 @@ CREATE OR REPLACE TEMP MACRO kv(o) AS list_transform(list_sort(json_keys(o)),
 CREATE OR REPLACE TEMP MACRO flat_ok(p) AS
     len(p) = len(list_distinct(list_transform(p, lambda x: x.k)))
     AND len(list_filter(p, lambda x: x.t IN ('OBJECT', 'ARRAY') OR NOT regexp_full_match(x.k, '[A-Za-z0-9_ .:/@-]*'))) = 0;
+-- the .s of a list of {i, s} in the order of .i: a plain list() and a sort by index; measured faster than
+-- an ordered aggregate (string_agg(... ORDER BY i)) over the many small groups of a turn
+CREATE OR REPLACE TEMP MACRO in_order(l) AS
+    list_transform(list_select(l, list_grade_up(list_transform(l, lambda x: x.i))), lambda x: x.s);
 -- canonical text (records.canonical_json): whole doubles as integers, as records._norm_value does
 CREATE OR REPLACE TEMP MACRO c_flat(p) AS
     '{' || array_to_string(list_transform(p, lambda x: to_json(x.k)::VARCHAR || ':' || CASE
@@ -320,8 +324,10 @@ WITH m AS (
     WINDOW w AS (PARTITION BY line ORDER BY i ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ), after AS (
     SELECT line, turn,
-           string_agg(coalesce(content, ''), chr(10) ORDER BY i) FILTER (WHERE role = 'tool') AS observation,
-           string_agg(content, chr(10) ORDER BY i) FILTER (WHERE role = 'user' AND content IS NOT NULL) AS user_text
+           array_to_string(in_order(list({{'i': i, 's': coalesce(content, '')}}) FILTER (WHERE role = 'tool')), chr(10))
+               AS observation,
+           array_to_string(in_order(list({{'i': i, 's': content}}) FILTER (WHERE role = 'user' AND content IS NOT NULL)),
+                           chr(10)) AS user_text
     FROM m WHERE role <> 'assistant' AND turn >= 0 GROUP BY line, turn
 ), first_call AS (
     SELECT cc.line, cc.i, cc.name, cc.p, cc.args_text, list_transform(cc.p, lambda x: x.k) AS keys
