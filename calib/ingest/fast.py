@@ -221,11 +221,18 @@ SELECT line, i, c, nc, tc.id, coalesce(tc.function.name, tc.name) AS name,
 FROM (SELECT line, i, unnest(tool_calls) AS tc, generate_subscripts(tool_calls, 1) - 1 AS c, len(tool_calls) AS nc
       FROM _m WHERE role = 'assistant' AND len(tool_calls) > 0);
 
+-- entries, canonical text and flatness once per distinct arguments text: the rollouts of a group
+-- repeat a task, so they repeat arguments (43% distinct in the bench's data: 0.13 -> 0.08 s per
+-- 5,000 episodes; about even when every call's arguments differ)
 CREATE OR REPLACE TEMP TABLE _cc AS
-SELECT line, i, c, nc, id, name, p, CASE WHEN args IS NOT NULL THEN c_flat(p) END AS args_text,
-       coalesce(id IS NOT NULL AND length(name) > 0 AND args IS NOT NULL AND flat_ok(p) AND NOT (fn AND native), false)
+WITH a AS (
+    SELECT args, p, c_flat(p) AS args_text, flat_ok(p) AS flat
+    FROM (SELECT args, kv(args) AS p FROM (SELECT DISTINCT args FROM _c WHERE args IS NOT NULL))
+)
+SELECT line, i, c, nc, id, name, a.p, a.args_text,
+       coalesce(id IS NOT NULL AND length(name) > 0 AND _c.args IS NOT NULL AND a.flat AND NOT (fn AND native), false)
        AS ok
-FROM (SELECT *, CASE WHEN args IS NOT NULL THEN kv(args) END AS p FROM _c);
+FROM _c LEFT JOIN a ON _c.args = a.args;
 
 -- message-level checks and canonical text
 CREATE OR REPLACE TEMP TABLE _mc AS
