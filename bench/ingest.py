@@ -12,7 +12,9 @@ hashes and segments; the per-record path takes only the lines the fast path does
 show what the fast path buys. Peak RSS is measured in a child process per loader
 (``resource.getrusage(RUSAGE_SELF)`` there), so the numbers do not include the generator.
 
-Usage: python bench/ingest.py [--episodes 100000] [--per-record] [--quick]
+``--sql-profile`` also prints the CPU time of each SQL statement of the fast path on one chunk.
+
+Usage: python bench/ingest.py [--episodes 100000] [--per-record] [--sql-profile] [--quick]
 """
 
 from __future__ import annotations
@@ -87,6 +89,23 @@ def _run_baseline(src: str, out: str, q: mp.Queue) -> None:
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
+def _sql_profile(src: Path) -> None:
+    """CPU seconds per SQL statement of the fast path on the file's first chunk (least of 3 runs)."""
+    from calib.ingest.fast import FastNative, iter_line_chunks
+    from calib.store.store import CHUNK_EPISODES
+    from calib.tools import airline_catalogue
+
+    lines, texts, _ = next(iter_line_chunks(src, CHUNK_EPISODES))
+    fast = FastNative(airline_catalogue(), cli_run=None, default_run="bench")
+    try:
+        steps = fast.profile(lines, texts)
+    finally:
+        fast.close()
+    total = sum(t for _, t in steps)
+    print(f"fast-path SQL on one chunk of {len(lines):,} lines: {total:.3f} s CPU")
+    print("  " + "  ".join(f"{name} {t:.3f}" for name, t in steps))
+
+
 def _in_child(fn, *args) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -102,6 +121,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100_000)
     ap.add_argument("--per-record", action="store_true", help="also time calib's per-record path")
     ap.add_argument("--quick", action="store_true", help="2,000 episodes (for tests)")
+    ap.add_argument("--sql-profile", action="store_true", help="also time each SQL statement of the fast path")
     args = ap.parse_args()
     n = 2_000 if args.quick else args.episodes
     work = Path(tempfile.mkdtemp(prefix="calib-bench-ingest-"))
@@ -127,6 +147,8 @@ def main() -> None:
             print(f"{'calib ingest, per-record path':<34}{per['seconds']:>10.1f}{n / per['seconds']:>14,.0f}"
                   f"{per['peak_rss_mb']:>14,.0f}")
         print(f"calib / baseline speed ratio: {ratio:.2f}x (calib also validates, hashes, dedups, commits atomically)")
+        if args.sql_profile:
+            _sql_profile(src)
         details = {"episodes": n, "turns": n_turns, "input_mb": round(size_mb, 1),
                    "calib_seconds": round(cal["seconds"], 2), "baseline_seconds": round(base["seconds"], 2),
                    "episodes_per_s": round(eps_s), "peak_rss_mb": round(cal["peak_rss_mb"]),
