@@ -5,8 +5,9 @@ each line, builds one row per episode and one per turn with plain Python, and wr
 pandas ``to_parquet``, with no validation, no quarantine and no atomic commit. calib does strictly
 more work (validation, canonical JSON, content hashing, idempotency, atomic commit); its native
 JSONL ingest runs through the columnar fast path (``calib/ingest/fast.py``: DuckDB parses, checks,
-hashes and segments; the per-record path takes only the lines the fast path does not). Goals (issue
-15): at least 1.0x the baseline's speed with peak memory under 2 GiB; and under 60 s for 100k.
+canonicalises and segments, hashlib hashes; the per-record path takes only the lines the fast path
+does not). Goals (issue 15): at least 1.0x the baseline's speed with peak memory under 2 GiB; and
+under 60 s for 100k.
 
 ``--per-record`` also times calib's per-record path (``CALIB_INGEST_FAST=0``) on the same file, to
 show what the fast path buys. Peak RSS is measured in a child process per loader

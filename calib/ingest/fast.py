@@ -1,10 +1,11 @@
-"""The columnar fast path of the native JSONL ingest: DuckDB parses, validates, hashes and segments.
+"""The columnar fast path of the native JSONL ingest: DuckDB parses, validates, canonicalises and segments.
 
 Why: the per-record path (``calib.records`` in Python: parse, normalise, hash, segment, validate the
 arguments) ran at a third of the speed of a plain ``json`` + pandas loader. Here a chunk of lines goes
 into DuckDB as one column; SQL checks each record against a strict, common shape, builds the same
 canonical JSON text that ``normalize_episode`` hashes (sorted keys, no spaces, whole numbers in
-arguments and ``info`` as integers), its SHA-256, and the turn rows that ``segment_turns`` would give.
+arguments and ``info`` as integers) and the turn rows that ``segment_turns`` would give; hashlib takes
+the SHA-256 of that text straight from the Arrow buffers (``content_hashes``).
 
 Everything the fast path is not sure about goes back to the per-record path, line by line, so a bad
 record is still quarantined with its file, line and the same reason, and an unusual but valid record
