@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -282,7 +283,7 @@ WITH msg AS (
     -- means every call is answered
     SELECT line, count(*) AS n, bool_and(ok) AS ok, count(*) FILTER (WHERE role = 'assistant') AS n_asst,
            count(*) FILTER (WHERE role = 'tool') = sum(n_calls) AS paired,
-           '[' || string_agg(canon, ',' ORDER BY i) || ']' AS canon
+           count(canon) AS n_canon  -- the messages text itself is joined in Arrow (episode_messages)
     FROM _mc GROUP BY line
 ), t AS (  -- the scalars only: carrying the messages struct through the joins costs
     SELECT line, info_j, CASE WHEN json_type(info_j) = 'OBJECT' THEN kv(info_j) END AS info_p,
@@ -299,7 +300,7 @@ WITH msg AS (
         t.r.policy AS policy, t.r.outcome AS outcome, t.r.success AS success0, coalesce(t.r.status, 'ok') AS status,
         CASE WHEN t.info_j IS NULL OR json_type(t.info_j) = 'NULL' THEN '{{}}'
              WHEN flat_ok(t.info_p) THEN c_flat(t.info_p) END AS info,
-        coalesce(ea.canon, '[]') AS expected_actions, msg.canon AS messages, msg.n_asst,
+        coalesce(ea.canon, '[]') AS expected_actions, msg.n_canon, msg.n_asst,
         coalesce(t.r.task_id IS NOT NULL AND abs(t.r.outcome) < 1e15 AND coalesce(t.r.status, 'ok') IN ('ok', 'error')
         AND (t.iteration_type IS NULL OR t.r.iteration IS NOT NULL)
         AND (t.info_j IS NULL OR json_type(t.info_j) = 'NULL' OR flat_ok(t.info_p))
@@ -320,7 +321,7 @@ SELECT *, coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task
            ',"run_id":', to_json(run_id)::VARCHAR, ',"status":', to_json(status)::VARCHAR,
            ',"success":', (CASE WHEN coalesce(success0, outcome >= 1.0 - 1e-9) THEN 'true' ELSE 'false' END),
            ',"task_id":', to_json(task_id)::VARCHAR, '}}') AS hash_tail
-FROM e WHERE eligible AND messages IS NOT NULL AND info IS NOT NULL;
+FROM e WHERE eligible AND n_canon > 0 AND info IS NOT NULL;
 """
 
 _TURNS = r"""
@@ -395,6 +396,23 @@ def content_hashes(head: pa.ChunkedArray, body: pa.ChunkedArray, tail: pa.Chunke
     return pa.array(out, pa.string())
 
 
+def episode_messages(lines: pa.ChunkedArray, canon: pa.Table) -> pa.Array:
+    """Each episode's messages text, ``[`` + its messages' canonical texts joined by ``,`` + ``]``.
+
+    ``canon``: ``(line, canon)`` sorted by line and message index, the lines of ``lines`` (sorted).
+    Why in Arrow: a sort and one ``binary_join`` took 0.045 s per 5,000 episodes where the ordered
+    ``string_agg(canon, ',' ORDER BY i)`` per episode took ~0.1 s.
+    """
+    ln = canon["line"].to_numpy()
+    if len(ln) == 0:
+        return pa.array([], pa.string())
+    starts = np.flatnonzero(np.r_[True, ln[1:] != ln[:-1]])
+    if not np.array_equal(ln[starts], lines.to_numpy()):
+        raise RuntimeError("fast ingest: the messages do not line up with the episodes")
+    texts = pa.ListArray.from_arrays(pa.array(np.r_[starts, len(ln)], pa.int32()), canon["canon"].combine_chunks())
+    return pc.binary_join_element_wise("[", pc.binary_join(texts, ","), "]", "")
+
+
 def _with_hashes(eps: pa.Table) -> pa.Table:
     """``content_hash`` from ``hash_head``/``messages``/``hash_tail``; the default episode id is the hash."""
     h = content_hashes(eps["hash_head"], eps["messages"], eps["hash_tail"])
@@ -456,10 +474,14 @@ class FastNative:
                 self.con.execute("DELETE FROM _ep WHERE line IN (SELECT line FROM _cc WHERE list_contains(?, name))",
                                  [self.unsupported])
             self.con.execute(self.turns_sql)
-            eps = _with_hashes(self.con.sql(
+            eps = self.con.sql(
                 "SELECT line, episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
-                "n_asst::INTEGER AS n_turns, messages, expected_actions, info, hash_head, hash_tail FROM _ep ORDER BY line"
-            ).to_arrow_table())
+                "n_asst::INTEGER AS n_turns, expected_actions, info, hash_head, hash_tail FROM _ep ORDER BY line"
+            ).to_arrow_table()
+            canon = self.con.sql("SELECT line, canon FROM _mc SEMI JOIN _ep USING (line) WHERE canon IS NOT NULL "
+                                 "ORDER BY line, i").to_arrow_table()
+            eps = _with_hashes(eps.add_column(eps.schema.get_field_index("expected_actions"), "messages",
+                                              episode_messages(eps["line"], canon)))
             turns = self.con.sql("SELECT * FROM _t ORDER BY line, turn_idx").to_arrow_table()
             fast = set(eps.column("line").to_pylist())
         finally:
