@@ -4,6 +4,7 @@ path stores: the same episode ids and content hashes, the same turns, the same q
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +116,49 @@ def test_fast_and_per_record_paths_store_the_same(tmp_path: Path, monkeypatch, k
     assert [(q["line"], q["reason"]) for q in slow[3]] == [(q["line"], q["reason"]) for q in fast[3]]
     if kind == "edge":
         assert rs.quarantined >= 6 and rs.skipped_duplicates == 1
+
+
+def _random_episode(rng: random.Random, k: int) -> dict:
+    """A valid episode of a random shape: users and assistants in any order, 0-3 calls per assistant
+    message, null/empty/"error" contents, tool messages with and without a name."""
+    text = lambda: rng.choice([None, "", "hi", "  error: x", "Error!", "ok\nline", "\u00a0ERROR z", "x error", "é ✓"])
+    msgs: list[dict] = [{"role": "system", "content": text()}] if rng.random() < 0.5 else []
+    cid = 0
+    for _ in range(rng.randint(0, 6)):
+        r = rng.random()
+        if r < 0.3:
+            msgs.append({"role": rng.choice(["user", "assistant"]), "content": text()})
+            continue
+        n = rng.randint(1, 3)
+        args = lambda: json.dumps(rng.choice([{}, {"user_id": "u"}, {"expression": "1"}, {"thought": "t"}]))
+        msgs.append({"role": "assistant", "content": text(), "tool_calls": [
+            {"id": f"c{cid + j}", "type": "function",
+             "function": {"name": rng.choice(["think", "get_user_details", "calculate"]), "arguments": args()}}
+            for j in range(n)]})
+        msgs += [{"role": "tool", "tool_call_id": f"c{cid + j}", "content": text(),
+                  **({"name": "nm"} if rng.random() < 0.3 else {})} for j in range(n)]
+        cid += n
+    if not any(m["role"] == "assistant" for m in msgs):
+        msgs.append({"role": "assistant", "content": text()})
+    return {"task_id": f"t{k}", "outcome": rng.choice([0, 1, 0.5]), "messages": msgs}
+
+
+def test_random_shapes_take_the_fast_path_and_store_the_same(tmp_path: Path, monkeypatch):
+    """Turn numbers, observations, user texts, previous user texts and tool errors (built in Arrow on the
+    fast path) match the per-record path on episodes of random shapes."""
+    rng = random.Random(7)
+    src = _write(tmp_path / "r.jsonl", [_random_episode(rng, k) for k in range(300)])
+    fast_path = FastNative(airline_catalogue(), cli_run=None, default_run="x")
+    try:
+        (lines, texts, _), = list(iter_line_chunks(src))
+        assert fast_path.run(lines, texts).slow == []
+    finally:
+        fast_path.close()
+    slow = _ingest(src, tmp_path / "slow", fast=False, monkeypatch=monkeypatch)
+    fast = _ingest(src, tmp_path / "fast", fast=True, monkeypatch=monkeypatch)
+    assert slow[0].episodes == fast[0].episodes == 300
+    _same(slow[1], fast[1])
+    _same(slow[2], fast[2])
 
 
 def test_the_common_shapes_take_the_fast_path(tmp_path: Path):
