@@ -420,10 +420,10 @@ def _joined_groups(keys: np.ndarray, texts: pa.Array, sep: str) -> tuple[np.ndar
 
 def _lookup(keys: np.ndarray, values: pa.Array, want: np.ndarray) -> pa.Array:
     """``values`` at ``want`` in the sorted, unique ``keys``; NULL where a key is missing."""
-    pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
-    found = (keys[pos] == want) if len(keys) else np.zeros(len(want), bool)
-    return pc.if_else(pa.array(found), values.take(pa.array(pos)) if len(keys) else pa.nulls(len(want), pa.string()),
-                      pa.nulls(len(want), pa.string()))
+    if len(keys) == 0:
+        return pa.nulls(len(want), pa.string())
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return values.take(pa.array(pos, mask=keys[pos] != want))  # a null index takes a NULL
 
 
 def turn_texts(turns: pa.Table, msgs: pa.Table) -> pa.Table:
@@ -457,9 +457,7 @@ def turn_texts(turns: pa.Table, msgs: pa.Table) -> pa.Table:
     # the last user text before each message, in its own episode
     last = np.maximum.accumulate(np.where(user, np.arange(n), -1)) if n else line
     before = np.r_[-1, last[:-1]] if n else line
-    has_prev = (before >= first)[is_a]
-    prev_user = pc.if_else(pa.array(has_prev), content.take(pa.array(np.maximum(before[is_a], 0))),
-                           pa.nulls(int(is_a.sum()), pa.string()))
+    prev_user = content.take(pa.array(before[is_a], mask=(before < first)[is_a]))
     erred = pc.fill_null(pc.match_substring_regex(observation, _ERROR_RE), False)
     tool_error = pc.or_(turns["call_error"], pc.and_(pc.greater(turns["n_tool_calls"], 0), erred))
     cols = {"line": turns["line"], "turn_idx": pa.array(turn[is_a], pa.int32()), "msg_idx": turns["msg_idx"],
