@@ -61,14 +61,25 @@ def group_normalize(x: np.ndarray, keys: np.ndarray, *, eps: float = DEFAULT_EPS
     dev = x - mean[keys]  # (N,)  two-pass variance: stable where sum-of-squares is not
     var = np.bincount(keys, weights=dev * dev, minlength=n_keys) / np.maximum(count - 1, 1)  # (K,)
     std = np.sqrt(var)  # (K,)
-    # "No variance" is decided exactly: does any value differ from some member of its own set?
-    # (Fancy assignment with repeated keys stores one of the set's values; any member will do.)
-    ref = np.empty(n_keys)
-    ref[keys] = x
-    varies = np.bincount(keys, weights=(x != ref[keys]).astype(np.float64), minlength=n_keys) > 0  # (K,)
-    informative = (count >= 2) & varies  # (K,)
+    informative = (count >= 2) & varies_within(x, keys, n_keys)  # (K,)
     denom = np.where(informative, std + eps, 1.0)  # (K,)  never divide by 0 (eps may be 0)
     return np.where(informative[keys], dev / denom[keys], 0.0)  # (N,)
+
+
+def varies_within(x: np.ndarray, keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Per key [n_keys]: does any value of that set differ from another one of the same set?
+
+    The "no variance" test behind :func:`group_normalize`, decided exactly (not ``std > tol``), so
+    that float noise never makes a constant set informative. Public because the analysis asks the
+    same question (``dead_share``) and must answer it as the trainer does. ``x`` and ``keys`` are
+    flat arrays of one length; keys are integers in ``[0, n_keys)``; a key with no value is False.
+    """
+    x = np.asarray(x, dtype=np.float64)  # (N,)
+    keys = np.asarray(keys, dtype=np.int64)  # (N,)
+    # Fancy assignment with repeated keys stores one of the set's values; any member will do.
+    ref = np.empty(n_keys)
+    ref[keys] = x
+    return np.bincount(keys, weights=(x != ref[keys]).astype(np.float64), minlength=n_keys) > 0  # (K,)
 
 
 def _pad(turn_rewards: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,6 +192,53 @@ def turn_advantages(
     flat = np.asarray(adv, dtype=np.float64)[valid]  # (sum T_i,)  row-major = episode order
     ends = np.cumsum(lengths).tolist()  # slicing, not np.split: ~10x less per episode at 100k episodes
     return [flat[a:b].copy() for a, b in zip([0, *ends[:-1]], ends)]
+
+
+SIGNAL_MODES = ("mt_grpo", "gtpo_hybrid")  # the modes in which turn rewards reach the advantage
+
+
+def signal_turn_advantages(
+    values,
+    lengths,
+    group,
+    *,
+    mode: str = "gtpo_hybrid",
+    gamma: float = DEFAULT_GAMMA,
+    lam: float | None = None,
+    turn_norm: str = "index",
+    eps: float = DEFAULT_EPS,
+) -> np.ndarray:
+    """Flat [N] turn advantages that one signal alone (outcome 0) produces, from flat data.
+
+    values: [N] per-turn rewards sorted by (episode, turn); lengths: [E] turns per episode; group:
+    [E] group ids. Same result as ``np.concatenate(turn_advantages(zeros, ragged values, group, ...))``
+    (a test checks it to 1e-12), without the 2 x E small arrays the list-of-arrays interface costs at
+    100k episodes; it lives here, next to :func:`turn_advantages`, so the analysis's view of a signal
+    cannot drift from the trainer's formula. With R = 0 the outcome terms vanish:
+    mt_grpo: A = lam * sum_{k>=t} GN_k(r);  gtpo_hybrid: A = GN_t(sum_{k>=t} gamma^(k-t) r_k).
+    ``grpo`` ignores turn rewards, so it is not accepted.
+    """
+    if mode not in SIGNAL_MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {', '.join(SIGNAL_MODES)}")
+    v = np.asarray(values, dtype=np.float64)  # (N,)
+    lengths = np.asarray(lengths, dtype=np.int64)  # (E,)
+    _, g = np.unique(np.asarray(group), return_inverse=True)
+    g = g.reshape(-1).astype(np.int64)  # (E,)
+    ep = np.repeat(np.arange(lengths.size), lengths)  # (N,) episode of each flat turn
+    t = np.arange(ep.size) - (np.cumsum(lengths) - lengths)[ep]  # (N,) turn index within its episode
+    t_max = int(lengths.max()) if lengths.size else 0
+    r = np.zeros((lengths.size, t_max))  # (E, T_max)
+    r[ep, t] = v
+    valid = np.zeros(r.shape, dtype=bool)
+    valid[ep, t] = True
+    if mode == "mt_grpo":
+        lam = DEFAULT_LAMBDA[mode] if lam is None else float(lam)
+        z = _normalize_turns(r, valid, g, turn_norm, eps)  # (E, T_max)  GN_k(r_{.,k})
+        adv = lam * np.cumsum(z[:, ::-1], axis=1)[:, ::-1]  # sum_{k>=t}
+    else:
+        returns = _discounted_return(r, gamma)  # (E, T_max)  G_{i,t} with R = 0
+        adv = _normalize_turns(returns, valid, g, turn_norm, eps)
+    return adv[ep, t]  # (N,)
 
 
 def expand_to_tokens(

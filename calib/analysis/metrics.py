@@ -30,11 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from trainer import advantages as _adv
-from trainer.advantages import DEFAULT_LAMBDA, group_normalize
+from trainer.advantages import (
+    DEFAULT_EPS,
+    DEFAULT_GAMMA,
+    group_normalize,
+    signal_turn_advantages,
+    varies_within,
+)
+from trainer.advantages import SIGNAL_MODES as SIGN_MODES  # the modes a signal's advantage exists in
 
 VERDICTS = ("keep", "flip", "zero")
-SIGN_MODES = ("mt_grpo", "gtpo_hybrid")
 
 
 # ----------------------------------------------------------------------------- ranks and AUC
@@ -307,47 +312,6 @@ def alignment_from_advantages(turn_adv: np.ndarray, outcome_adv: np.ndarray) -> 
     return Alignment(agreement=agreement, misaligned_mass=misaligned, turns=int(keep.sum()))
 
 
-def signal_turn_advantages(
-    values: np.ndarray,
-    lengths: np.ndarray,
-    group: np.ndarray,
-    *,
-    mode: str = "gtpo_hybrid",
-    gamma: float = 0.9,
-    lam: float | None = None,
-    turn_norm: str = "index",
-    eps: float = 1e-4,
-) -> np.ndarray:
-    """Flat [N] turn advantages that a signal alone (outcome 0) produces: ``turn_advantages`` on flat data.
-
-    Same result as ``np.concatenate(turn_advantages(zeros, split_turns(values, lengths), group, ...))``
-    (a test checks it to 1e-12), built from the trainer's own ``_normalize_turns`` and
-    ``_discounted_return`` on a padded [E, T_max] matrix, without the 2 x E small arrays that the
-    list-of-arrays interface costs at 100k episodes. With R = 0 the outcome terms vanish:
-    mt_grpo: A = lam * sum_{k>=t} GN_k(r);  gtpo_hybrid: A = GN_t(sum_{k>=t} gamma^(k-t) r_k).
-    """
-    if mode not in SIGN_MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {', '.join(SIGN_MODES)}")
-    v = np.asarray(values, dtype=np.float64)  # (N,)
-    lengths = np.asarray(lengths, dtype=np.int64)  # (E,)
-    _, g = np.unique(np.asarray(group), return_inverse=True)
-    g = g.reshape(-1).astype(np.int64)  # (E,)
-    ep, t = turn_positions(lengths)
-    t_max = int(lengths.max()) if lengths.size else 0
-    r = np.zeros((lengths.size, t_max))  # (E, T_max)
-    r[ep, t] = v
-    valid = np.zeros(r.shape, dtype=bool)
-    valid[ep, t] = True
-    if mode == "mt_grpo":
-        lam = DEFAULT_LAMBDA[mode] if lam is None else float(lam)
-        z = _adv._normalize_turns(r, valid, g, turn_norm, eps)  # (E, T_max)  GN_k(r_{.,k})
-        adv = lam * np.cumsum(z[:, ::-1], axis=1)[:, ::-1]  # sum_{k>=t}
-    else:
-        returns = _adv._discounted_return(r, gamma)  # (E, T_max)  G_{i,t} with R = 0
-        adv = _adv._normalize_turns(returns, valid, g, turn_norm, eps)
-    return adv[ep, t]  # (N,)
-
-
 def sign_agreement(
     values: np.ndarray,
     lengths: np.ndarray,
@@ -355,15 +319,15 @@ def sign_agreement(
     group: np.ndarray,
     *,
     mode: str = "gtpo_hybrid",
-    gamma: float = 0.9,
+    gamma: float = DEFAULT_GAMMA,
     lam: float | None = None,
     turn_norm: str = "index",
-    eps: float = 1e-4,
+    eps: float = DEFAULT_EPS,
 ) -> Alignment:
     """Sign agreement and misaligned mass of a signal's turn advantage under ``mode``.
 
     The signal's turn advantage is the trainer's ``turn_advantages`` with the outcome set to 0 and
-    the signal as the only turn reward (:func:`signal_turn_advantages`): exactly what the trainer
+    the signal as the only turn reward (``trainer.advantages.signal_turn_advantages``): exactly what the trainer
     adds for this signal on its own, minus the outcome's share. (GN is scale-free, so a positive
     weight does not change it.) Missing values (NaN) count as 0 reward, as the trainer fills them.
     """
@@ -408,9 +372,7 @@ def dead_share(values: np.ndarray, lengths: np.ndarray, labels: np.ndarray, grou
         return float("nan")
     t_max = int(t.max()) + 1
     key = g[ep] * t_max + t  # (N,) set = (group, turn index)
-    ref = np.empty(n_g * t_max)
-    ref[key] = v
-    varies = np.bincount(key, weights=(v != ref[key]), minlength=n_g * t_max) > 0
+    varies = varies_within(v, key, n_g * t_max)  # (G * T_max,) the trainer's own "no variance" test
     return float((~varies[key])[keep].mean())
 
 
