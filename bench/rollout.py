@@ -40,7 +40,7 @@ def start_server(latency: float) -> tuple[subprocess.Popen, int]:
 
 
 def run(port: int, n_episodes: int, concurrency: int) -> dict:
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.http import EndpointConfig
     from calib.policies.openai import OpenAIPolicy
     from calib.rollout.factories import user_factory

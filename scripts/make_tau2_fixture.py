@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.tau2.convert import to_tau2_messages
     from calib.envs.tau2.loader import tau2_module
     from calib.policies.oracle import OracleConfig, OraclePolicy

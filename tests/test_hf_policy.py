@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from calib.envs.base import load_domain
+from calib.envs import load_domain
 from calib.tools import AIRLINE_WRITE_TOOLS, ToolCatalogue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

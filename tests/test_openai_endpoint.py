@@ -29,7 +29,7 @@ FAST = {"backoff": 0.01, "backoff_max": 0.02}  # retries in tests wait milliseco
 
 @pytest.fixture(scope="module")
 def domain():
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
 
     return load_domain("airline-mini")
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from calib.envs.base import STOP, load_domain
+from calib.envs import STOP, load_domain
 from calib.policies.oracle import (
     MISTAKE_KINDS,
     OracleConfig,

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.envs.base import STOP, load_domain
+from calib.envs import STOP, load_domain
 from calib.errors import CalibError, UsageError
 from calib.policies.base import EpisodeContext, Policy, assistant_call, assistant_text
 from calib.policies.oracle import OraclePolicy

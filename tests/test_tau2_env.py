@@ -36,7 +36,7 @@ def tau2_pkg(skip_or_fail):
 
 @pytest.fixture(scope="module")
 def airline(tau2_pkg):
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
 
     return load_domain("tau2:airline")
 
@@ -61,7 +61,7 @@ def test_catalogue_name_lists_match_tau2(tau2_pkg):
 
 @pytest.mark.parametrize("name,train,test", [("airline", 30, 20), ("retail", 74, 40), ("telecom", 74, 40)])
 def test_tau2_splits(tau2_pkg, name: str, train: int, test: int):
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
 
     dom = load_domain(f"tau2:{name}")
     tr, te, al = (split_task_ids(dom, s) for s in ("train", "test", "all"))
@@ -71,7 +71,7 @@ def test_tau2_splits(tau2_pkg, name: str, train: int, test: int):
 
 
 def test_domain_without_split_says_so(taubench_dir):
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
 
     dom = load_domain(f"taubench:{taubench_dir / 'airline'}")  # tau-bench v1 airline: 50 test tasks, no split
     assert len(split_task_ids(dom, "all")) == len(dom.tasks)

@@ -33,7 +33,7 @@ def _existing(store: Store, run_id: str) -> int:
 
 def select_split(domain_spec: str, tasks: str | list[str], split: str):
     """(domain, tasks of ``tasks`` within ``split``): one split mechanism for every family."""
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.splits import filter_split
     from calib.rollout.runner import select_tasks
 

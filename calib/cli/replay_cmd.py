@@ -49,7 +49,7 @@ def replay(
     prints one object: {episodes, agree, agreement, disagreements: [...]}. Exit code 0 whatever the
     agreement (it is a measurement); 2 for a bad file or domain.
     """
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.replay import read_records, rescore, summary
     from calib.envs.splits import split_task_ids
     from calib.errors import UsageError

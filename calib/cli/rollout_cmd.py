@@ -63,7 +63,7 @@ def rollout_command(
 
     The G samples of a task form its group. Endpoint failures are retried with backoff; an episode that still fails gets status `error` and is excluded from success rates (see `calib eval`).
     """
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.splits import filter_split
     from calib.errors import UsageError
     from calib.rollout.evaluate import evaluate_run

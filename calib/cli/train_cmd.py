@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
 
 def _split_tasks(domain: str, split: str, tasks: str | None) -> str:
     """--tasks restricted to --split, as the comma-separated ids the trainer takes."""
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.splits import filter_split
     from calib.rollout.runner import select_tasks
 

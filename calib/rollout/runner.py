@@ -306,7 +306,7 @@ def run_rollouts(
     (use :func:`arun_rollouts` inside one).
     """
     if isinstance(domain, str):
-        from calib.envs.base import load_domain
+        from calib.envs import load_domain
 
         domain = load_domain(domain)
     if isinstance(user, str):
