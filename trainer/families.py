@@ -13,40 +13,13 @@ Every family writes its rollouts through the store, so analysis and evaluation a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from calib.store import Store
+from trainer.family_base import Family, existing_episodes, run_summary, select_split
 from trainer.loop_config import LoopConfig
 
-
-class Family(Protocol):
-    def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]: ...
-
-    def train(self, it: int, spec_path: Path, store: Store, *, seed: int) -> dict[str, Any]: ...
-
-    def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]: ...
-
-
-def _existing(store: Store, run_id: str) -> int:
-    return int(store.query("SELECT count(*) AS n FROM episodes WHERE run_id = ?", [run_id]).n[0])
-
-
-def select_split(domain_spec: str, tasks: str | list[str], split: str):
-    """(domain, tasks of ``tasks`` within ``split``): one split mechanism for every family."""
-    from calib.envs import load_domain
-    from calib.envs.splits import filter_split
-    from calib.rollout.runner import select_tasks
-
-    domain = load_domain(domain_spec)
-    return domain, filter_split(domain, select_tasks(domain, tasks), split)
-
-
-def _summary(store: Store, run_id: str, it: int) -> dict[str, Any]:
-    from calib.rollout.evaluate import evaluate_run
-
-    ev = evaluate_run(store, run_id)
-    return {"run_id": run_id, "iteration": it, "episodes": ev.episodes, "errors": ev.errors,
-            "success_rate": ev.success_rate, "pass_hat_k": {str(k): v for k, v in ev.pass_hat_k.items()}}
+__all__ = ["Family", "OracleFamily", "SyntheticFamily", "make_family", "select_split"]
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -88,12 +61,12 @@ class SyntheticFamily:
 
         from calib.envs.synthetic import rollout
 
-        if _existing(store, run_id) == 0:  # a resumed stage whose ingest already committed plays nothing
+        if existing_episodes(store, run_id) == 0:  # a resumed stage whose ingest already committed plays nothing
             rng = np.random.default_rng([seed, 11])
             batch = rollout(self.tasks, policy.probs(), np.repeat(self._task_idx(), samples), rng)
             store.add_episodes(batch.to_records(run_id=run_id, iteration=it, policy=f"tabular@it{it}"),
                                source=f"loop:{run_id}")
-        return _summary(store, run_id, it)
+        return run_summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         return self._play(it, run_id, store, seed, self.cfg.rollout.samples, self._policy(it))
@@ -139,13 +112,13 @@ class OracleFamily:
         from calib.rollout.factories import make_policy
         from calib.rollout.runner import run_rollouts
 
-        if _existing(store, run_id) == 0:
+        if existing_episodes(store, run_id) == 0:
             r = self.cfg.rollout
             dom, chosen = select_split(domain, tasks, split)
             policy = make_policy("oracle", oracle=OracleConfig.uniform(r.mistake_rate))
             run_rollouts(dom, policy, user, [t.task_id for t in chosen], samples=samples, max_turns=max_turns,
                          concurrency=r.concurrency, run_id=run_id, iteration=it, store=store, seed=seed)
-        return _summary(store, run_id, it)
+        return run_summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         r = self.cfg.rollout

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.store import Store
-from trainer.families import _existing, _summary, select_split
+from trainer.family_base import existing_episodes, run_summary, select_split
 from trainer.loop_config import LoopConfig
 
 
@@ -38,7 +38,7 @@ class HFFamily:
         from calib.rollout.runner import run_rollouts
         from trainer.policy import PromptView, TrainingPolicy
 
-        if _existing(store, run_id) == 0:
+        if existing_episodes(store, run_id) == 0:
             r, t = self.cfg.rollout, self.cfg.train
             dom, chosen = select_split(domain or self.cfg.domain, r.tasks if tasks is None else tasks,
                                        split or r.split)
@@ -57,7 +57,7 @@ class HFFamily:
             run_rollouts(dom, policy, user or self.cfg.user, [x.task_id for x in chosen], samples=samples,
                          max_turns=max_turns or r.max_turns, concurrency=r.concurrency, run_id=run_id, iteration=it, store=store,
                          seed=seed)
-        return _summary(store, run_id, it)
+        return run_summary(store, run_id, it)
 
     def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]:
         return self._play(it, run_id, store, seed, self.cfg.rollout.samples, self._model(it))

@@ -1,0 +1,45 @@
+"""What every policy family of ``calib loop`` shares: the ``Family`` protocol and the stage helpers.
+
+Its own module so that the imports run one way: :mod:`trainer.families` (synthetic, oracle and the
+``make_family`` switch) and :mod:`trainer.hf_family` both import these, and only ``families``
+imports ``hf_family``. (When they lived in ``families``, the two modules imported each other.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from calib.store import Store
+
+
+class Family(Protocol):
+    def rollout(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]: ...
+
+    def train(self, it: int, spec_path: Path, store: Store, *, seed: int) -> dict[str, Any]: ...
+
+    def evaluate(self, it: int, run_id: str, store: Store, *, seed: int) -> dict[str, Any]: ...
+
+
+def existing_episodes(store: Store, run_id: str) -> int:
+    """Episodes the store already holds for ``run_id``: a resumed stage that committed plays nothing."""
+    return int(store.query("SELECT count(*) AS n FROM episodes WHERE run_id = ?", [run_id]).n[0])
+
+
+def select_split(domain_spec: str, tasks: str | list[str], split: str):
+    """(domain, tasks of ``tasks`` within ``split``): one split mechanism for every family."""
+    from calib.envs import load_domain
+    from calib.envs.splits import filter_split
+    from calib.rollout.runner import select_tasks
+
+    domain = load_domain(domain_spec)
+    return domain, filter_split(domain, select_tasks(domain, tasks), split)
+
+
+def run_summary(store: Store, run_id: str, it: int) -> dict[str, Any]:
+    """The result every family returns from ``rollout`` and ``evaluate``: the run's evaluation."""
+    from calib.rollout.evaluate import evaluate_run
+
+    ev = evaluate_run(store, run_id)
+    return {"run_id": run_id, "iteration": it, "episodes": ev.episodes, "errors": ev.errors,
+            "success_rate": ev.success_rate, "pass_hat_k": {str(k): v for k, v in ev.pass_hat_k.items()}}
