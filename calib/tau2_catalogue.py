@@ -4,12 +4,11 @@ Importing tau2 results must work without the ``tau2`` package (a results file is
 needs ``is_write`` per turn and the signals need "known tool". These name lists are what tau2 tags
 its tools with (``ToolType.WRITE`` vs READ/GENERIC, tau2 26.3); ``tests/test_tau2_env.py`` checks
 them against the installed package so that they cannot drift silently. The environment itself
-(``calib.envs.tau2``) builds its catalogue, with schemas, from tau2's own tools.
+(``calib.envs.tau2``) builds its catalogue, with schemas, from tau2's own tools. Plain data with no
+``calib`` import: :func:`calib.tools.tau2_catalogue` turns it into a catalogue, so the imports run one way.
 """
 
 from __future__ import annotations
-
-from calib.tools import ToolCatalogue
 
 TAU2_DOMAINS = ("airline", "retail", "telecom", "mock")
 
@@ -34,14 +33,3 @@ TAU2_READ_TOOLS: dict[str, frozenset[str]] = {  # READ and GENERIC (calculate, t
                           "get_bills_for_customer", "get_data_usage", "transfer_to_human_agents"}),
     "mock": frozenset({"get_users", "transfer_to_human_agents"}),
 }
-
-
-def tau2_catalogue(domain: str | None) -> ToolCatalogue:
-    """Names and write flags of a tau2 domain's agent tools; an open catalogue for an unknown domain.
-
-    An open catalogue (no names) flags no tool as unknown and leaves ``is_write`` NULL, which is what
-    a results file of a domain calib does not know deserves.
-    """
-    if domain in TAU2_WRITE_TOOLS:
-        return ToolCatalogue(f"tau2:{domain}", TAU2_WRITE_TOOLS[domain], TAU2_READ_TOOLS[domain])
-    return ToolCatalogue(f"tau2:{domain or 'unknown'}", frozenset(), frozenset())

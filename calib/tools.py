@@ -152,6 +152,19 @@ def airline_catalogue() -> ToolCatalogue:
     return ToolCatalogue("airline", AIRLINE_WRITE_TOOLS, AIRLINE_READ_TOOLS)
 
 
+def tau2_catalogue(domain: str | None) -> ToolCatalogue:
+    """Names and write flags of a tau2 domain's agent tools; an open catalogue for an unknown domain.
+
+    An open catalogue (no names) flags no tool as unknown and leaves ``is_write`` NULL, which is what
+    a results file of a domain calib does not know deserves.
+    """
+    from calib.tau2_catalogue import TAU2_READ_TOOLS, TAU2_WRITE_TOOLS
+
+    if domain in TAU2_WRITE_TOOLS:
+        return ToolCatalogue(f"tau2:{domain}", TAU2_WRITE_TOOLS[domain], TAU2_READ_TOOLS[domain])
+    return ToolCatalogue(f"tau2:{domain or 'unknown'}", frozenset(), frozenset())
+
+
 def get_catalogue(domain: str | None) -> ToolCatalogue:
     """Catalogue for a domain name as the CLI spells it (``airline``, ``airline-mini``, ``taubench:PATH``)."""
     if domain is None or domain in {"airline", "airline-mini"} or domain.startswith(("taubench", "airline-mini:")):
@@ -159,7 +172,7 @@ def get_catalogue(domain: str | None) -> ToolCatalogue:
     from calib.errors import UsageError
 
     if domain.startswith("tau2:"):
-        from calib.tau2_catalogue import TAU2_DOMAINS, tau2_catalogue
+        from calib.tau2_catalogue import TAU2_DOMAINS
 
         name = domain.split(":", 1)[1]
         if name not in TAU2_DOMAINS:

@@ -19,7 +19,8 @@ from calib.errors import CalibError, UsageError
 from calib.ingest.art import is_art_dir
 from calib.ingest.chat import chat_to_native
 from calib.ingest.components import DEFAULT_SUCCESS_THRESHOLD
-from calib.ingest.readers import iter_json_array, iter_jsonl, sniff_format
+from calib.ingest.readers import iter_json_array, iter_jsonl
+from calib.ingest.sniff import sniff_format
 from calib.ingest.tau2 import is_tau2_dir
 from calib.ingest.taubench import taubench_to_native
 from calib.ingest.verifiers import is_verifiers_dir
@@ -137,7 +138,7 @@ def _ingest_tau2(
     """One tau2 results file or directory as one atomic ingest; a bad simulation is quarantined with its
     file and its index in the file's ``simulations`` list (in the quarantine's ``line`` field)."""
     from calib.ingest.tau2 import domain_of, iter_tau2, tau2_to_native
-    from calib.tau2_catalogue import tau2_catalogue
+    from calib.tools import tau2_catalogue
 
     default_run = run_id or path.stem
     items = iter_tau2(path)
