@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from calib.cli import app
 from calib.ingest import ingest_file
-from calib.ingest.readers import sniff_format
+from calib.ingest.sniff import sniff_format
 from calib.store import Store
 
 runner = CliRunner()
