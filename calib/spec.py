@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from calib.errors import SpecError
+from calib.jsonutil import plain
 
 SPEC_VERSION = 1
 PRESET_PREFIX = "preset:"
@@ -167,7 +168,7 @@ class RewardSpec(_Model):
         return [tr.signal for tr in self.turn_rewards if tr.weight != 0.0]
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self.model_dump(by_alias=True, exclude_none=True))
+        return plain(self.model_dump(by_alias=True, exclude_none=True), nan_to_none=False)  # YAML has .nan
 
     def to_yaml(self) -> str:
         return yaml.dump(self.to_dict(), Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=110)
@@ -234,17 +235,6 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
 
 _SpecDumper.add_representer(list, _represent_list)
 _SpecDumper.add_representer(dict, _represent_dict)
-
-
-def _plain(obj: Any) -> Any:
-    """numpy scalars and tuples -> plain Python, so that yaml.safe_dump can write them."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
-        return obj.item()
-    return obj
 
 
 def preset_names() -> list[str]:

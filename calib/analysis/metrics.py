@@ -33,13 +33,14 @@ from scipy import special
 from trainer.advantages import (
     DEFAULT_EPS,
     DEFAULT_GAMMA,
+    SIGNAL_MODES,
     group_normalize,
     signal_turn_advantages,
     varies_within,
 )
-from trainer.advantages import SIGNAL_MODES as SIGN_MODES  # the modes a signal's advantage exists in
 
 VERDICTS = ("keep", "flip", "zero")
+SIGN_MODES = SIGNAL_MODES  # the modes in which a signal has a turn advantage of its own
 
 
 # ----------------------------------------------------------------------------- ranks and AUC

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.analysis.run import AnalysisConfig, AnalysisResult
+from calib.jsonutil import plain
 from calib.spec import AdvantageSpec, Provenance, RewardSpec, TurnReward, save_spec
 from trainer.advantages import DEFAULT_LAMBDA
 
@@ -47,7 +48,7 @@ def propose_spec(
         "runs": list(result.summary.get("runs", [])),
         "store": store or result.summary.get("store"),
         "created": result.summary["created"],
-        "metrics": _clean(provenance_metrics(result, config.mode)),
+        "metrics": plain(provenance_metrics(result, config.mode)),
     }
     if base is not None:
         prov_fields["base_spec"] = base.name  # extra provenance fields are allowed
@@ -86,9 +87,3 @@ def write_outputs(result: AnalysisResult, spec: RewardSpec, out_dir: str | Path)
     tmp.replace(paths["analysis.json"])
     save_spec(spec, paths["reward_spec.yaml"])
     return paths
-
-
-def _clean(obj: Any) -> Any:
-    from calib.analysis.run import _jsonable
-
-    return _jsonable(obj)

@@ -22,6 +22,7 @@ import pandas as pd
 from calib.analysis import metrics as M
 from calib.analysis import paper as P
 from calib.errors import CalibError, UsageError
+from calib.jsonutil import plain
 
 VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
 AGGREGATES = ("mean", "sum", "any", "max")
@@ -136,7 +137,7 @@ class AnalysisResult:
         }
         if self.imported:
             doc["imported_signals"] = self.imported
-        return _jsonable(doc)
+        return plain(doc)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -424,19 +425,6 @@ def _flat_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         f["auc_by_position"] = [float(x) for x in r["auc_by_position"]]
         flat.append(f)
     return pd.DataFrame(flat)
-
-
-def _jsonable(obj: Any) -> Any:
-    """NaN/inf -> None and numpy scalars -> Python, so the JSON is strict and portable."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def analyze_store(

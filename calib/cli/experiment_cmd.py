@@ -113,9 +113,9 @@ def misalignment_command(
     if json_out:
         import json
 
-        from trainer.experiment.report import _json_safe
+        from calib.jsonutil import plain
 
-        typer.echo(json.dumps(_json_safe({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
+        typer.echo(json.dumps(plain({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
                                           "results_md": str(target) if target else None, "seconds": seconds})))
         return
     console.print(rich_table(result))
@@ -172,10 +172,10 @@ def real_lm_command(
         cfg = dataclasses.replace(base, **changes)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    from trainer.experiment.report import _json_safe
+    from calib.jsonutil import plain
 
     result = run_real_lm(cfg, out, log=lambda m: console.print(f"[dim]real-lm[/] {m}", highlight=False),
-                         emit=lambda d: typer.echo(json.dumps(_json_safe(d))))
+                         emit=lambda d: typer.echo(json.dumps(plain(d))))
     paths = write_report(result, out)
     if not json_out:
         console.print(markdown_table(result), highlight=False)

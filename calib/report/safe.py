@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 from typing import Any
+
+from calib.jsonutil import plain
 
 _SCRIPT_ESCAPES = {
     ord("<"): "\\u003c",
@@ -29,22 +30,6 @@ _SCRIPT_ESCAPES = {
     0x2028: "\\u2028",
     0x2029: "\\u2029",
 }
-
-
-def plain(obj: Any) -> Any:
-    """JSON-ready copy of ``obj``: numpy scalars/arrays -> Python, NaN/inf -> None, tuples -> lists.
-
-    JSON has no NaN; ``null`` is what the page shows as "n/a".
-    """
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy array or scalar
-        return plain(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def json_for_script(obj: Any) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 from calib.envs.base import STOP, Domain, Task, UserSimulator
 from calib.errors import CalibError, UsageError
 from calib.http import EndpointError
+from calib.jsonutil import plain
 from calib.policies.base import EpisodeContext, Policy, check_assistant_message
 
 UserFactory = Callable[[], UserSimulator]
@@ -95,8 +95,9 @@ def select_tasks(domain: Domain, task_ids: Sequence[str] | str | None) -> list[T
     return [known[str(t)] for t in task_ids]
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+def _set_or_str(obj: Any) -> Any:
+    """How episode info stores what JSON has no type for: a set as its sorted list, anything else as text."""
+    return sorted(obj) if isinstance(obj, (set, frozenset)) else str(obj)
 
 
 async def _user_reset(user: UserSimulator, task: Task) -> str:
@@ -217,7 +218,7 @@ async def play_episode(
         "messages": messages,
         "expected_actions": [{"name": a["name"], "arguments": a.get("arguments", a.get("kwargs", {}))}
                              for a in task.actions],
-        "info": _jsonable(info),
+        "info": plain(info, default=_set_or_str, nan_to_none=False),  # as before: info keeps a NaN
     }
     if any(m is not None for m in turn_meta):
         episode["_turn_meta"] = turn_meta

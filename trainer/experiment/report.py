@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from calib.jsonutil import plain
 from calib.spec import save_spec
 from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 
@@ -145,23 +146,11 @@ def plot_curves(result: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and callable(obj.item):
-        return _json_safe(obj.item())
-    return obj
-
-
 def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """results.json, table.md, the figures and the calibrated specs (one YAML per seed and mode)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in result.items() if k != "specs"}
-    (out_dir / "results.json").write_text(json.dumps(_json_safe(data), indent=1) + "\n", encoding="utf-8")
+    (out_dir / "results.json").write_text(json.dumps(plain(data), indent=1) + "\n", encoding="utf-8")
     (out_dir / "table.md").write_text(markdown_table(result) + "\n", encoding="utf-8")
     for seed, by_mode in result["specs"].items():
         for mode, spec in by_mode.items():
