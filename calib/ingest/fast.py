@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calib.sqlutil import sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue
 
@@ -360,10 +361,6 @@ LEFT JOIN bad_key bk ON bk.line = m.line AND bk.i = m.i;
 _ERROR_RE = r"^[\s\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]*(error|Error|ERROR)"
 
 
-def _sql_str(s: str | None) -> str:
-    return "NULL" if s is None else "'" + s.replace("'", "''") + "'"
-
-
 def content_hashes(head: pa.ChunkedArray, body: pa.ChunkedArray, tail: pa.ChunkedArray) -> pa.Array:
     """``sha256(head + body + tail)[:32]`` per row, as ``records.normalize_episode`` computes it.
 
@@ -497,8 +494,8 @@ class FastNative:
         self.con.execute("CREATE TEMP TABLE _tools_props AS SELECT * FROM _props_arrow")
         self.con.execute(_MACROS)
         top = "[" + ", ".join(f"'{k}'" for k in TOP_KEYS) + "]"
-        self.episodes_sql = _EPISODES.format(max_line=MAX_LINE_BYTES, typed=_sql_str(json.dumps(TYPED)), top_keys=top,
-                                             cli_run=_sql_str(cli_run), default_run=_sql_str(default_run))
+        self.episodes_sql = _EPISODES.format(max_line=MAX_LINE_BYTES, typed=sql_literal(json.dumps(TYPED)), top_keys=top,
+                                             cli_run=sql_literal(cli_run), default_run=sql_literal(default_run))
         self.turns_sql = _TURNS.format(has_names="true" if catalogue.tool_names else "false")
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 from calib.errors import CalibError
 from calib.signals.registry import Signal, resolve_signal
 from calib.signals.sql import builtin_frame
+from calib.sqlutil import sql_literal
 from calib.tools import ToolCatalogue, get_catalogue
 
 
@@ -69,7 +70,7 @@ def compute_signals(
             if current.get(sig.name) == version:
                 todo_sql = (
                     f"SELECT episode_id FROM ({sel_sql}) WHERE episode_id NOT IN "
-                    f"(SELECT episode_id FROM signals WHERE signal = '{_esc(sig.name)}')"
+                    f"(SELECT episode_id FROM signals WHERE signal = {sql_literal(sig.name)})"
                 )
             else:
                 todo_sql = sel_sql
@@ -169,7 +170,3 @@ def call_signal(sig: Signal, episode: dict[str, Any], turn: dict[str, Any]) -> f
 
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
-
-
-def _esc(s: str) -> str:
-    return s.replace("'", "''")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from calib.signals.builtin import CHARS_PER_TOKEN, CONFIRM_PATTERN, NEGATION_PATTERN
 from calib.signals.matching import arg_share, call_facts_row
+from calib.sqlutil import sql_literal
 from calib.tools import ToolCatalogue
 
 _TURNS_SQL = """
@@ -150,7 +151,7 @@ def builtin_frame(
         params or [],
     )
     # Only what the signals read: the long text columns are reduced to their features here.
-    con.execute(_TURNS_SQL.replace("$confirm", _sql_str(CONFIRM_PATTERN)).replace("$negation", _sql_str(NEGATION_PATTERN)))
+    con.execute(_TURNS_SQL.replace("$confirm", sql_literal(CONFIRM_PATTERN)).replace("$negation", sql_literal(NEGATION_PATTERN)))
     con.execute(_CALLS_SQL)
     con.execute(_EXPECTED_SQL)
     step("normalising tool calls")
@@ -176,7 +177,3 @@ def builtin_frame(
     con.unregister("_shares_df")
     step("computing signals")
     return con.execute(_SIGNALS_SQL.replace("$chars_per_token", f"{CHARS_PER_TOKEN:.1f}")).df()
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"

@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 
 from calib.errors import CalibError, UsageError
+from calib.sqlutil import sql_literal
 from calib.store.store import Store
 
 _READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -137,7 +138,7 @@ def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, 
         for t in ("episodes", "turns", "signals"):
             target = out / f"{t}.parquet"
             # the path is a bound parameter's worth of quoting: any quote in it is doubled
-            con.execute(f"COPY (SELECT * FROM {t}) TO {_sql_str(target.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY (SELECT * FROM {t}) TO {sql_literal(target.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
             counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
     except BaseException:
         for t in ("episodes", "turns", "signals"):
@@ -148,7 +149,3 @@ def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, 
     finally:
         con.close()
     return {"format": "parquet", "out": str(out), **counts}
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from calib.errors import StoreError
 from calib.records import RecordError, canonical_json, normalize_episode, segment_turns
+from calib.sqlutil import sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue, airline_catalogue
 
@@ -104,12 +105,8 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _file_list(files: list[str]) -> str:
-    return "[" + ", ".join(_sql_str(f) for f in files) + "]"
+    return "[" + ", ".join(sql_literal(f) for f in files) + "]"
 
 
 class Store:
