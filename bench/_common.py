@@ -38,10 +38,10 @@ def add_store_args(ap: argparse.ArgumentParser) -> None:
 
 
 def build_store(work: Path, args: argparse.Namespace):
-    """A store of synthetic airline-like episodes (``calib.analysis.synthetic``) in ``work/store``,
+    """A store of synthetic airline-like episodes (``calib.synthetic``) in ``work/store``,
     reused when it already holds episodes (``--keep``). Returns ``(store, n_episodes, seconds)``."""
-    from calib.analysis.synthetic import synthetic_records
     from calib.store import Store
+    from calib.synthetic import synthetic_records
 
     n_eps = 2_000 if args.quick else args.episodes
     n_groups = max(1, n_eps // args.group_size)

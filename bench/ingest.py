@@ -41,7 +41,7 @@ from _common import figure_line
 
 
 def _generate(path: Path, n: int) -> int:
-    from calib.ingest.synthetic import synthetic_episodes
+    from calib.synthetic import synthetic_episodes
 
     turns = 0
     with open(path, "w", encoding="utf-8") as f:

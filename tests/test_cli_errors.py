@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.ingest.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_episodes
 from calib.store import Store
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from calib.cli import app
 from calib.ingest import ingest_file
-from calib.ingest.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_episodes
 from calib.records import canonical_json, normalize_episode
 from calib.store import Store
 from calib.store.ops import export, query

@@ -12,7 +12,7 @@ import pytest
 
 import calib.ingest as ci
 from calib.ingest.fast import FastNative, iter_line_chunks
-from calib.ingest.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_episodes
 from calib.store import Store
 from calib.tools import airline_catalogue
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from calib.analysis.synthetic import synthetic_records
+from calib.synthetic import synthetic_records
 from calib.cli import app
 from calib.errors import CalibError
 from calib.report import ReportConfig, build_report, write_report

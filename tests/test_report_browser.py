@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calib.analysis.synthetic import synthetic_records
+from calib.synthetic import synthetic_records
 from calib.report import write_report
 from calib.report.browser import Chromium, find_chromium
 from calib.store import Store

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from calib.analysis.synthetic import synthetic_records
+from calib.synthetic import synthetic_records
 from calib.errors import CalibError, UsageError
 from calib.records import normalize_episode
 from calib.signals import BUILTIN_SIGNALS, episode_signals

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from calib.errors import StoreError
-from calib.ingest.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_episodes
 from calib.store import Store
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "store_worker.py"

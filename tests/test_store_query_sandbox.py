@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.ingest.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_episodes
 from calib.store import Store
 
 SECRET = "TOPSECRET-7f3a9c"
