@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import JsonOpt, RunsOpt, StoreOpt, split_csv
+from calib.cli.options import JsonOpt, RunsOpt, StoreLabelOpt, StoreOpt, split_csv
 from calib.errors import UsageError
 
 SignalsOpt = Annotated[
@@ -45,6 +45,7 @@ def analyze(
     name: Annotated[str | None, typer.Option("--name", help="Name of the proposed spec.")] = None,
     domain: Annotated[str, typer.Option("--domain", help="Tool catalogue for the tool signals.")] = "airline",
     html: Annotated[bool, typer.Option("--html", help="Also write the HTML report (calib.report).")] = False,
+    store_label: StoreLabelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute per-turn signals, measure which ones separate success from failure within GRPO groups
@@ -125,12 +126,14 @@ def analyze(
         result = analyze_store(st, names, runs=run_list, config=cfg, base=base,
                                on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
         result.imported = analyze_imported(st, imported, runs=run_list, config=cfg)
-    spec = propose_spec(result, cfg, base=base, name=name, store=str(st.path))
+    if store_label:
+        result.summary["store"] = store_label
+    spec = propose_spec(result, cfg, base=base, name=name, store=store_label or str(st.path))
     paths = write_outputs(result, spec, out)
     report_path = None
     if report_writer is not None:
         report_path = report_writer(st, Path(out) / "report.html", runs=run_list, analysis=paths["analysis.json"],
-                                    spec=paths["reward_spec.yaml"], mode=cfg.mode).path
+                                    spec=paths["reward_spec.yaml"], mode=cfg.mode, store_label=store_label).path
 
     if as_json:
         doc = json.loads(paths["analysis.json"].read_text())

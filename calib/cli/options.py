@@ -33,6 +33,12 @@ RunsOpt = Annotated[
     typer.Option("--runs", help="Comma-separated run ids to restrict to (default: every run in the store)."),
 ]
 
+StoreLabelOpt = Annotated[
+    str | None,
+    typer.Option("--store-label", help="How the outputs name the store (default: its absolute path); a stable "
+                                       "name keeps a temporary path out of files that are committed."),
+]
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 
 

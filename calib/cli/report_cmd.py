@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import JsonOpt, RunsOpt, StoreOpt, split_csv
+from calib.cli.options import JsonOpt, RunsOpt, StoreLabelOpt, StoreOpt, split_csv
 
 MODES = ("grpo", "mt_grpo", "gtpo_hybrid")
 
@@ -43,6 +43,7 @@ def report(
         Path | None,
         typer.Option("--screenshot", help="Also write a PNG of the page with headless Chromium (needs chromium)."),
     ] = None,
+    store_label: StoreLabelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML file: summary, signal table, plots, proposed spec, episode browser.
@@ -66,7 +67,8 @@ def report(
     console = Console(stderr=as_json)
     with console.status("building the report", spinner="dots"):
         result = write_report(
-            store, out, runs=split_csv(runs), analysis=analysis, spec=spec, mode=mode, config=cfg, title=title
+            store, out, runs=split_csv(runs), analysis=analysis, spec=spec, mode=mode, config=cfg, title=title,
+            store_label=store_label,
         )
     shot = None
     if screenshot is not None:

@@ -149,8 +149,11 @@ def build_report(
     spec: Any = None,
     config: ReportConfig | None = None,
     title: str | None = None,
+    store_label: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Render the report of ``store`` (selected ``runs``) and ``analysis`` to HTML text.
+
+    ``store_label``: how the header names the store (default: its path).
 
     Returns ``(html, info)`` where ``info`` has ``episodes_embedded`` and per-stage ``timings``.
     """
@@ -231,7 +234,7 @@ def build_report(
         css=Markup(_static("report.css")),
         js=Markup(js),
         created=_created(),
-        store_path=str(getattr(store, "path", store)),
+        store_path=store_label or str(getattr(store, "path", store)),
         mode=mode,
         aggregate=aggregate_of(analysis),
         summary=summary,
@@ -268,6 +271,7 @@ def write_report(
     mode: str | None = None,
     config: ReportConfig | None = None,
     title: str | None = None,
+    store_label: str | None = None,
 ) -> ReportResult:
     """Write the HTML report of ``store`` to ``out_path`` (atomically) and return what was written.
 
@@ -275,7 +279,8 @@ def write_report(
     (``AnalysisResult.to_json()``), a path to ``analysis.json``, or None to compute it now (signals
     already in the store, else the built-ins). ``spec``: a RewardSpec, a spec dict or a YAML path;
     None = the analysis's spec file if it exists, else one built from the proposed weights.
-    ``mode``: advantage mode of the misalignment picture (None: the spec's).
+    ``mode``: advantage mode of the misalignment picture (None: the spec's). ``store_label``: how the
+    header names the store (None: its path).
     """
     from calib.report.gather import analysis_for_store, computable_store, open_store
 
@@ -293,7 +298,8 @@ def write_report(
         elif not isinstance(analysis, dict):
             analysis = load_analysis(analysis)
         t_analysis = time.perf_counter() - t
-        html, info = build_report(st, analysis, runs=runs, spec=spec, config=cfg, title=title)
+        html, info = build_report(st, analysis, runs=runs, spec=spec, config=cfg, title=title,
+                                  store_label=store_label)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
