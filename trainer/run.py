@@ -93,6 +93,23 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
 VLLM_MODES = ("colocate", "server")
 
 
+def resume_checkpoint(output_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None: start fresh), or a UsageError: ``--resume`` without a
+    checkpoint, or checkpoints without ``--resume`` (a silent restart would overwrite them).
+    ``calib train`` and ``calib sft`` share it so that both refuse the same way."""
+    checkpoints = complete_checkpoints(output_dir)
+    if resume:
+        if not checkpoints:
+            raise UsageError(f"--resume: no complete checkpoint in {output_dir}; run without --resume first")
+        return checkpoints[-1][1]
+    if checkpoints:
+        raise UsageError(
+            f"--output-dir {output_dir} already holds checkpoints (last: {checkpoints[-1][1].name}); "
+            "pass --resume to continue, or choose another directory"
+        )
+    return None
+
+
 def is_preset(spec: Path) -> bool:
     """``preset:NAME`` (a shipped spec, ``calib spec list``) rather than a file."""
     return str(spec).startswith("preset:")
@@ -125,19 +142,7 @@ def _check(job: TrainJob) -> Path | None:
     check_options(job)
     if not (job.spec.is_file() or is_preset(job.spec)):  # presets: load_spec resolves them
         raise UsageError(f"--spec {job.spec}: no such file")
-    checkpoints = complete_checkpoints(job.output_dir)
-    if job.resume:
-        if not checkpoints:
-            raise UsageError(
-                f"--resume: no complete checkpoint in {job.output_dir}; run without --resume first"
-            )
-        return checkpoints[-1][1]
-    if checkpoints:
-        raise UsageError(
-            f"--output-dir {job.output_dir} already holds checkpoints (last: {checkpoints[-1][1].name}); "
-            "pass --resume to continue, or choose another directory"
-        )
-    return None
+    return resume_checkpoint(job.output_dir, job.resume)
 
 
 def plan_train(job: TrainJob) -> dict[str, Any]:

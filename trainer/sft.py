@@ -25,7 +25,7 @@ from typing import Any
 
 from calib.errors import CalibError, UsageError
 from trainer.policy import TOOL_DETAILS, PromptView
-from trainer.run import complete_checkpoints
+from trainer.run import resume_checkpoint
 
 
 @dataclass
@@ -115,17 +115,7 @@ def check_output_dir(job: SFTJob) -> Path | None:
         raise CalibError(
             f"--output-dir {job.output_dir} already holds a finished model ({merged}); choose another directory"
         )
-    checkpoints = complete_checkpoints(job.output_dir)
-    if job.resume:
-        if not checkpoints:
-            raise UsageError(f"--resume: no complete checkpoint in {job.output_dir}; run without --resume first")
-        return checkpoints[-1][1]
-    if checkpoints:
-        raise UsageError(
-            f"--output-dir {job.output_dir} already holds checkpoints (last: {checkpoints[-1][1].name}); "
-            "pass --resume to continue, or choose another directory"
-        )
-    return None
+    return resume_checkpoint(job.output_dir, job.resume)
 
 
 def select_episodes(store: Any, runs: list[str], min_outcome: float, tasks: list[str] | None = None
