@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import DEFAULT_STORE, JsonOpt, SplitOpt, StoreOpt, check_output, split_csv
+from calib.cli.options import (
+    DEFAULT_STORE,
+    JsonOpt,
+    LoraROpt,
+    ResumeOpt,
+    SplitOpt,
+    StoreOpt,
+    ThreadsOpt,
+    ToolDetailOpt,
+    VisibleToolsOpt,
+    check_output,
+    split_csv,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +56,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--domain", help="Domain whose tool schemas are shown (as for `calib train`)."),
         ] = "airline-mini",
-        lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (all linear layers).")] = 8,
+        lora_r: LoraROpt = 8,
         epochs: Annotated[float, typer.Option("--epochs", help="Passes over the episodes.")] = 3.0,
         max_steps: Annotated[
             int, typer.Option("--max-steps", help="Optimiser steps in total; > 0 overrides --epochs.")
@@ -52,9 +64,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size", help="Episodes per optimiser step.")] = 1,
         learning_rate: Annotated[float, typer.Option("--learning-rate", help="AdamW learning rate.")] = 2e-4,
         save_steps: Annotated[int, typer.Option("--save-steps", help="Write a checkpoint every N steps.")] = 50,
-        resume: Annotated[
-            bool, typer.Option("--resume", help="Continue from the last complete checkpoint in --output-dir.")
-        ] = False,
+        resume: ResumeOpt = False,
         seed: Annotated[int, typer.Option("--seed", help="Seed for data order and initialisation.")] = 0,
         system_prompt: Annotated[
             str | None,
@@ -63,17 +73,9 @@ def register(app: typer.Typer) -> None:
                 help="Show the model this system prompt instead of the episode's (use the same as for `calib train`).",
             ),
         ] = None,
-        tool_detail: Annotated[
-            str,
-            typer.Option("--tool-detail", help="Tool schemas shown: full, compact (no descriptions) or minimal."),
-        ] = "full",
-        visible_tools: Annotated[
-            str | None,
-            typer.Option("--visible-tools", help="Comma-separated tools shown to the model (default: all)."),
-        ] = None,
-        threads: Annotated[
-            int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
-        ] = None,
+        tool_detail: ToolDetailOpt = "full",
+        visible_tools: VisibleToolsOpt = None,
+        threads: ThreadsOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Fine-tune a model on the successful episodes of some runs (loss on the agent's tokens only).

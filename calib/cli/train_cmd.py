@@ -11,8 +11,13 @@ import typer
 from calib.cli.options import (
     DEFAULT_STORE,
     JsonOpt,
+    LoraROpt,
+    ResumeOpt,
     SplitOpt,
     StoreOpt,
+    ThreadsOpt,
+    ToolDetailOpt,
+    VisibleToolsOpt,
     check_domain,
     check_output,
     check_store,
@@ -61,7 +66,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--user-model", help="llm user: model name; hf user: checkpoint path or 'tiny'."),
         ] = None,
         store: StoreOpt = Path(DEFAULT_STORE),
-        lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (all linear layers).")] = 8,
+        lora_r: LoraROpt = 8,
         max_steps: Annotated[
             int,
             typer.Option(
@@ -71,9 +76,7 @@ def register(app: typer.Typer) -> None:
         save_steps: Annotated[
             int, typer.Option("--save-steps", help="Write a checkpoint every N steps.")
         ] = 10,
-        resume: Annotated[
-            bool, typer.Option("--resume", help="Continue from the last complete checkpoint in --output-dir.")
-        ] = False,
+        resume: ResumeOpt = False,
         tasks: Annotated[
             str | None, typer.Option("--tasks", help="Comma-separated task ids (default: all).")
         ] = None,
@@ -112,19 +115,9 @@ def register(app: typer.Typer) -> None:
                 help="Show the model this system prompt instead of the domain's policy (CPU budget).",
             ),
         ] = None,
-        tool_detail: Annotated[
-            str,
-            typer.Option(
-                "--tool-detail", help="Tool schemas shown: full, compact (no descriptions) or minimal."
-            ),
-        ] = "full",
-        visible_tools: Annotated[
-            str | None,
-            typer.Option("--visible-tools", help="Comma-separated tools shown to the model (default: all)."),
-        ] = None,
-        threads: Annotated[
-            int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
-        ] = None,
+        tool_detail: ToolDetailOpt = "full",
+        visible_tools: VisibleToolsOpt = None,
+        threads: ThreadsOpt = None,
         temperature: Annotated[
             float, typer.Option("--temperature", help="Sampling temperature of the rollouts.")
         ] = 1.0,
