@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,13 @@ PRESET_PREFIX = "preset:"
 PRESET_DIR = Path(__file__).parent / "presets"
 ADVANTAGE_MODES = ("grpo", "mt_grpo", "gtpo_hybrid")  # same names as trainer.advantages
 TURN_NORMS = ("index", "pooled")
+
+
+def _one_of(v: Any, choices: Sequence[str], what: str) -> str:
+    """``v`` if it is one of ``choices``, else a ValueError that lists them (pydantic reports it)."""
+    if v not in choices:
+        raise ValueError(f"unknown {what} {v!r} (expected one of {', '.join(choices)})")
+    return v
 
 
 def _finite(v: float, what: str) -> float:
@@ -63,16 +70,12 @@ class AdvantageSpec(_Model):
     @field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, v: Any) -> str:
-        if v not in ADVANTAGE_MODES:
-            raise ValueError(f"unknown advantage mode {v!r} (expected one of {', '.join(ADVANTAGE_MODES)})")
-        return v
+        return _one_of(v, ADVANTAGE_MODES, "advantage mode")
 
     @field_validator("turn_norm", mode="before")
     @classmethod
     def _turn_norm(cls, v: Any) -> str:
-        if v not in TURN_NORMS:
-            raise ValueError(f"unknown turn_norm {v!r} (expected one of {', '.join(TURN_NORMS)})")
-        return v
+        return _one_of(v, TURN_NORMS, "turn_norm")
 
     @field_validator("gamma", mode="before")
     @classmethod
