@@ -57,6 +57,18 @@ def _svg(fig: Any, name: str, *, tight: bool = True) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-label="{name} plot" ', 1)
 
 
+def _panel_grid(n: int, row_height: float) -> tuple[Any, np.ndarray, int]:
+    """``(fig, axes [nrows, 4], nrows)`` for ``n`` small panels, four to a row, the unused ones hidden.
+
+    Called inside the plots' ``rc_context``; the per-signal plots share it so their grids line up."""
+    ncols = 4
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10, row_height * nrows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes, nrows
+
+
 def _grid_margins(fig: Any, nrows: int) -> None:
     """Fixed margins for a grid of small panels (what tight_layout finds, without its cost)."""
     h = fig.get_figheight()
@@ -129,12 +141,8 @@ def position_plot(rows: Sequence[Any], *, max_positions: int = 10) -> str:
 def distribution_plot(dists: dict[str, dict[str, Any]], order: Sequence[str], *, aggregate: str = "mean") -> str:
     """One small histogram per signal: its episode aggregate in successes versus failures."""
     names = [s for s in order if s in dists]
-    ncols = 4
-    nrows = max(1, math.ceil(len(names) / ncols))
     with matplotlib.rc_context(_RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(10, 2.1 * nrows), squeeze=False)
-        for ax in axes.ravel()[len(names):]:
-            ax.set_visible(False)
+        fig, axes, nrows = _panel_grid(len(names), 2.1)
         for ax, name in zip(axes.ravel(), names):
             d = dists[name]
             edges = np.asarray(d["edges"])
@@ -153,12 +161,8 @@ def distribution_plot(dists: dict[str, dict[str, Any]], order: Sequence[str], *,
 
 def scatter_plot(panels: Sequence[Any], *, mode: str) -> str:
     """Turn advantage (y) against outcome advantage (x): the misalignment picture for ``mode``."""
-    ncols = 4
-    nrows = max(1, math.ceil(len(panels) / ncols))
     with matplotlib.rc_context(_RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(10, 2.4 * nrows), squeeze=False)
-        for ax in axes.ravel()[len(panels):]:
-            ax.set_visible(False)
+        fig, axes, nrows = _panel_grid(len(panels), 2.4)
         for ax, p in zip(axes.ravel(), panels):
             agree = np.sign(p.y) == np.sign(p.x)
             against = (np.sign(p.y) == -np.sign(p.x)) & (p.y != 0)
