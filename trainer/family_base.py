@@ -1,4 +1,5 @@
-"""What every policy family of ``calib loop`` shares: the ``Family`` protocol and the stage helpers.
+"""What every policy family of ``calib loop`` shares: the ``Family`` protocol and the stage helpers
+(``select_split`` itself lives in :mod:`calib.rollout.runner`, which ``calib train`` uses too).
 
 Its own module so that the imports run one way: :mod:`trainer.families` (synthetic, oracle and the
 ``make_family`` switch) and :mod:`trainer.hf_family` both import these, and only ``families``
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from calib.rollout.runner import select_split  # noqa: F401 - re-exported: the families split tasks with it
 from calib.store import Store
 
 
@@ -24,16 +26,6 @@ class Family(Protocol):
 def existing_episodes(store: Store, run_id: str) -> int:
     """Episodes the store already holds for ``run_id``: a resumed stage that committed plays nothing."""
     return int(store.query("SELECT count(*) AS n FROM episodes WHERE run_id = ?", [run_id]).n[0])
-
-
-def select_split(domain_spec: str, tasks: str | list[str], split: str):
-    """(domain, tasks of ``tasks`` within ``split``): one split mechanism for every family."""
-    from calib.envs import load_domain
-    from calib.envs.splits import filter_split
-    from calib.rollout.runner import select_tasks
-
-    domain = load_domain(domain_spec)
-    return domain, filter_split(domain, select_tasks(domain, tasks), split)
 
 
 def run_summary(store: Store, run_id: str, it: int) -> dict[str, Any]:

@@ -200,9 +200,6 @@ def register(app: typer.Typer) -> None:
 
 def _split_tasks(domain: str, split: str, tasks: str | None) -> str:
     """--tasks restricted to --split, as the comma-separated ids the trainer takes."""
-    from calib.envs import load_domain
-    from calib.envs.splits import filter_split
-    from calib.rollout.runner import select_tasks
+    from calib.rollout.runner import select_split
 
-    dom = load_domain(domain)
-    return ",".join(t.task_id for t in filter_split(dom, select_tasks(dom, tasks), split))
+    return ",".join(t.task_id for t in select_split(domain, tasks, split)[1])

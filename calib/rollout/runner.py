@@ -95,6 +95,16 @@ def select_tasks(domain: Domain, task_ids: Sequence[str] | str | None) -> list[T
     return [known[str(t)] for t in task_ids]
 
 
+def select_split(domain_spec: str, tasks: Sequence[str] | str | None, split: str) -> tuple[Domain, list[Task]]:
+    """(the domain, the tasks of ``tasks`` within ``split``): the one split mechanism of ``calib train``,
+    ``calib loop`` and its policy families."""
+    from calib.envs import load_domain
+    from calib.envs.splits import filter_split
+
+    domain = load_domain(domain_spec)
+    return domain, filter_split(domain, select_tasks(domain, tasks), split)
+
+
 def _set_or_str(obj: Any) -> Any:
     """How episode info stores what JSON has no type for: a set as its sorted list, anything else as text."""
     return sorted(obj) if isinstance(obj, (set, frozenset)) else str(obj)
