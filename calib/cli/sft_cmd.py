@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -87,6 +86,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from calib.cli.finish import finish, resumed_from, resumed_note
         from trainer.callbacks import SFT_COLUMNS, RichProgressCallback
         from trainer.sft import SFTJob, run_sft
 
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         result = run_sft(job, callbacks=[progress])
         summary = {
             "global_step": result.global_step,
-            "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+            "resumed_from": resumed_from(result.resumed_from),
             "episodes": result.episodes,
             "skipped": result.skipped,
             "tokens": result.tokens,
@@ -126,13 +126,6 @@ def register(app: typer.Typer) -> None:
             "adapter": str(result.adapter_dir),
             "merged": str(result.merged_dir),
         }
-        if json_out:
-            typer.echo(json.dumps(summary))
-        else:
-            where = f" (resumed from {result.resumed_from.name})" if result.resumed_from else ""
-            console.print(
-                f"fine-tuned on {result.episodes} episode(s) ({result.assistant_tokens} of {result.tokens} tokens "
-                f"in the loss) to step {result.global_step}{where}; merged model in [bold]{result.merged_dir}[/]",
-                highlight=False,
-                soft_wrap=True,
-            )
+        finish(console, summary, f"fine-tuned on {result.episodes} episode(s) ({result.assistant_tokens} of "
+               f"{result.tokens} tokens in the loss) to step {result.global_step}{resumed_note(result.resumed_from)}; "
+               f"merged model in [bold]{result.merged_dir}[/]", json_out=json_out)

@@ -156,6 +156,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from calib.cli.finish import finish, resumed_from, resumed_note
         from trainer.callbacks import RichProgressCallback
         from trainer.run import plan_train, run_train
         from trainer.train_options import job_from_options
@@ -182,20 +183,13 @@ def register(app: typer.Typer) -> None:
         summary = {
             "run_id": result.run_id,
             "global_step": result.global_step,
-            "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+            "resumed_from": resumed_from(result.resumed_from),
             "adapter": str(result.adapter_dir),
             "store": str(job.store),
         }
-        if json_out:
-            typer.echo(json.dumps(summary))
-        else:
-            where = f" (resumed from {result.resumed_from.name})" if result.resumed_from else ""
-            console.print(
-                f"trained run [bold]{result.run_id}[/] to step {result.global_step}{where}; "
-                f"adapter in {result.adapter_dir}; episodes in {job.store}",
-                highlight=False,
-                soft_wrap=True,
-            )
+        finish(console, summary, f"trained run [bold]{result.run_id}[/] to step {result.global_step}"
+               f"{resumed_note(result.resumed_from)}; adapter in {result.adapter_dir}; episodes in {job.store}",
+               json_out=json_out)
 
 
 def _split_tasks(domain: str, split: str, tasks: str | None) -> str:
