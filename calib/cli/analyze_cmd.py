@@ -59,15 +59,9 @@ def analyze(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from calib.analysis.episode import analyze_imported
-    from calib.analysis.propose import propose_spec, write_outputs
-    from calib.analysis.run import AnalysisConfig, analyze_store
-    from calib.signals.compute import compute_signals
-    from calib.signals.imported import import_signals
-    from calib.signals.registry import available_signals, resolve_signal
-    from calib.spec import check_signals, load_spec
+    from calib.analysis.pipeline import analyze_and_propose
+    from calib.analysis.propose import write_outputs
     from calib.store import Store
-    from calib.tools import get_catalogue
 
     console = Console(stderr=as_json)
     if mode is not None and mode not in ("gtpo_hybrid", "mt_grpo"):
@@ -89,46 +83,17 @@ def analyze(
 
     st = Store(store, create=False)
     run_list = split_csv(runs)
-    imported = import_signals(st, run_list)  # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
-    names = split_csv(signals) or available_signals()
-    for c in custom or []:
-        names += split_csv(c) or []
-    names = list(dict.fromkeys(names))
-    if signals:  # an explicit --signals list may name imported signals too
-        imported.turn = [n for n in imported.turn if n in names]
-        imported.episode = [n for n in imported.episode if n in names]
-    names = [n for n in names if n not in imported.turn and n not in imported.episode]
-    for n in names:
-        resolve_signal(n)  # unknown names and broken imports fail here, before any work
-    base = load_spec(base_spec, known_signals=names + available_signals()) if base_spec is not None else None
-    if base is not None:
-        check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
-        names = list(dict.fromkeys(names + base.active_signals()))  # its diagnostics need its own signals
-    adv = base.advantage if base is not None else None
-    cfg = AnalysisConfig(
-        aggregate=aggregate,
-        n_boot=n_boot,
-        seed=seed,
-        mode=mode or (adv.mode if adv is not None and adv.mode in ("gtpo_hybrid", "mt_grpo") else "gtpo_hybrid"),
-        gamma=adv.gamma if adv is not None else 0.9,
-        lam=adv.lam if adv is not None else None,
-        turn_norm=adv.turn_norm if adv is not None else "index",
-        weight_cap=weight_cap,
-        rule=rule,
-        irc_alpha=alpha,
-        irc_delta=delta,
-    )
+    custom_names = [n for c in custom or [] for n in split_csv(c) or []]
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        computed = compute_signals(st, names, catalogue=get_catalogue(domain), runs=run_list, progress=progress)
-        task = progress.add_task("analysing signals", total=len(names))
-        result = analyze_store(st, names, runs=run_list, config=cfg, base=base,
-                               on_signal=lambda n: progress.update(task, advance=1, description=f"analysing {n}"))
-        result.imported = analyze_imported(st, imported, runs=run_list, config=cfg)
-    if store_label:
-        result.summary["store"] = store_label
-    spec = propose_spec(result, cfg, base=base, name=name, store=store_label or str(st.path))
+        out_ = analyze_and_propose(
+            st, runs=run_list, signals=split_csv(signals) or ([] if signals else None), custom=custom_names,
+            base_spec=base_spec, mode=mode, name=name, domain=domain, store_label=store_label, progress=progress,
+            settings={"aggregate": aggregate, "n_boot": n_boot, "seed": seed, "weight_cap": weight_cap,
+                      "rule": rule, "irc_alpha": alpha, "irc_delta": delta},
+        )
+    result, spec, cfg, computed = out_.result, out_.spec, out_.config, out_.computed
     paths = write_outputs(result, spec, out)
     report_path = None
     if report_writer is not None:

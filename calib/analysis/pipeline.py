@@ -1,0 +1,118 @@
+"""``calib analyze`` as one library call: choose the signals, configure, compute, analyse, propose.
+
+The CLI parses and checks its options and prints; every decision between those steps lives here,
+so that a script or a notebook runs exactly the analysis the command runs (which signals an
+explicit ``--signals`` list keeps, what a base spec adds, which advantage settings it lends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calib.analysis.run import AnalysisConfig, AnalysisResult
+from calib.signals.compute import ComputeReport
+from calib.signals.imported import ImportedSignals
+from calib.spec import RewardSpec
+
+SIGN_MODES = ("gtpo_hybrid", "mt_grpo")  # the modes whose sign agreement can decide alignment
+
+
+@dataclass
+class AnalyzeOutput:
+    """What one analysis produced: the result, the proposed spec, the configuration it ran with, and
+    which signals were computed afresh or reused (``computed``)."""
+
+    result: AnalysisResult
+    spec: RewardSpec
+    config: AnalysisConfig
+    computed: ComputeReport
+
+
+def choose_signals(signals: Sequence[str] | None, custom: Sequence[str], imported: ImportedSignals) -> list[str]:
+    """The computable signals to analyse: ``signals`` (None or empty: every available one) plus
+    ``custom``, without duplicates and without the imported ones. A list (even empty: the user gave
+    ``--signals``) also narrows ``imported`` (in place) to the imported signals among the names."""
+    from calib.signals.registry import available_signals, resolve_signal
+
+    names = list(dict.fromkeys([*(signals or available_signals()), *custom]))
+    if signals is not None:  # an explicit --signals list may name imported signals too
+        imported.turn = [n for n in imported.turn if n in names]
+        imported.episode = [n for n in imported.episode if n in names]
+    names = [n for n in names if n not in imported.turn and n not in imported.episode]
+    for n in names:
+        resolve_signal(n)  # unknown names and broken imports fail here, before any work
+    return names
+
+
+def load_base_spec(base_spec: Path | str | None, names: list[str]) -> tuple[RewardSpec | None, list[str]]:
+    """``(base spec or None, names)``: the base spec checked against the known signals, and ``names``
+    extended by its active signals (its diagnostics need them)."""
+    from calib.signals.registry import available_signals
+    from calib.spec import check_signals, load_spec
+
+    if base_spec is None:
+        return None, names
+    base = load_spec(base_spec, known_signals=names + available_signals())
+    check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
+    return base, list(dict.fromkeys(names + base.active_signals()))
+
+
+def analysis_config(base: RewardSpec | None, *, mode: str | None = None, **settings: Any) -> AnalysisConfig:
+    """The configuration: ``settings`` (AnalysisConfig fields) plus the advantage settings of ``base``
+    (its mode when it is a sign mode and ``mode`` is not given, its gamma, lambda and turn_norm)."""
+    adv = base.advantage if base is not None else None
+    return AnalysisConfig(
+        mode=mode or (adv.mode if adv is not None and adv.mode in SIGN_MODES else "gtpo_hybrid"),
+        gamma=adv.gamma if adv is not None else 0.9,
+        lam=adv.lam if adv is not None else None,
+        turn_norm=adv.turn_norm if adv is not None else "index",
+        **settings,
+    )
+
+
+def analyze_and_propose(
+    store: Any,
+    *,
+    runs: Sequence[str] | None = None,
+    signals: Sequence[str] | None = None,
+    custom: Sequence[str] = (),
+    base_spec: Path | str | None = None,
+    mode: str | None = None,
+    settings: dict[str, Any] | None = None,
+    name: str | None = None,
+    domain: str = "airline",
+    store_label: str | None = None,
+    progress: Any = None,
+) -> AnalyzeOutput:
+    """Import the dumps' signals, compute the rest, analyse all of them and propose a spec.
+
+    ``store``: an open :class:`calib.store.Store`. ``settings``: AnalysisConfig fields (aggregate,
+    n_boot, seed, weight_cap, rule, irc_alpha, irc_delta). ``store_label``: how the outputs name
+    the store (default: its path). ``progress``: a rich ``Progress`` to report on, or None.
+    """
+    from calib.analysis.episode import analyze_imported
+    from calib.analysis.propose import propose_spec
+    from calib.analysis.run import analyze_store
+    from calib.signals.compute import compute_signals
+    from calib.signals.imported import import_signals
+    from calib.tools import get_catalogue
+
+    run_list = list(runs) if runs else None
+    imported = import_signals(store, run_list)  # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
+    names = choose_signals(signals, custom, imported)
+    base, names = load_base_spec(base_spec, names)
+    cfg = analysis_config(base, mode=mode, **(settings or {}))
+    computed = compute_signals(store, names, catalogue=get_catalogue(domain), runs=run_list, progress=progress)
+    on_signal = None
+    if progress is not None:
+        task = progress.add_task("analysing signals", total=len(names))
+        on_signal = lambda n: progress.update(task, advance=1, description=f"analysing {n}")
+    result = analyze_store(store, names, runs=run_list, config=cfg, base=base, on_signal=on_signal)
+    result.imported = analyze_imported(store, imported, runs=run_list, config=cfg)
+    if store_label:
+        result.summary["store"] = store_label
+    spec = propose_spec(result, cfg, base=base, name=name, store=store_label or str(store.path))
+    return AnalyzeOutput(result=result, spec=spec, config=cfg, computed=computed)
