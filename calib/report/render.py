@@ -141,6 +141,34 @@ def _created() -> str | None:
     return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
+@dataclass
+class _PageData:
+    """What the page shows, read from the store in one connection (the report's data stages)."""
+
+    summary: dict[str, Any]
+    mode: str
+    reward_spec: Any
+    rows: list[Any]
+    dists: dict[str, dict[str, Any]]
+    panels: list[Any]
+    n_groups: int  # informative groups sampled for the scatter
+    history: dict[str, Any] | None
+    episodes: list[dict[str, Any]]
+
+
+class _Laps:
+    """Seconds per stage, for ``info["timings"]``: ``lap(name)`` closes the stage that just ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._t0, 4)
+        self._t0 = now
+
+
 def build_report(
     store: Any,
     analysis: dict[str, Any],
@@ -157,19 +185,21 @@ def build_report(
 
     Returns ``(html, info)`` where ``info`` has ``episodes_embedded`` and per-stage ``timings``.
     """
-    from calib.report import plots
-    from calib.report.advantage_view import scatter_panels
-    from calib.report.imported_view import IMPORTED_COLUMNS, imported_rows
-
     cfg = config or ReportConfig()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    lap = _Laps()
+    page = _gather(store, analysis, runs=runs, spec=spec, cfg=cfg, lap=lap)
+    figures = _figures(page, analysis, cfg)
+    lap("plots")
+    html = _render(page, analysis, figures, cfg, title=title,
+                   store_path=store_label or str(getattr(store, "path", store)))
+    lap("render")
+    return html, {"episodes_embedded": len(page.episodes), "timings": lap.timings, "mode": page.mode}
 
-    def lap(name: str) -> None:
-        nonlocal t0
-        now = time.perf_counter()
-        timings[name] = round(now - t0, 4)
-        t0 = now
+
+def _gather(store: Any, analysis: dict[str, Any], *, runs: list[str] | None, spec: Any, cfg: ReportConfig,
+            lap: _Laps) -> _PageData:
+    """Summary, mode and spec, signal rows, distributions, the advantage sample and the episodes."""
+    from calib.report.advantage_view import scatter_panels
 
     con = D.scoped_connection(store, runs)
     try:
@@ -200,46 +230,61 @@ def build_report(
         lap("episodes")
     finally:
         con.close()
+    n_groups = sample.group.size and len(set(sample.group.tolist()))
+    return _PageData(summary=summary, mode=mode, reward_spec=reward_spec, rows=rows, dists=dists, panels=panels,
+                     n_groups=n_groups, history=history, episodes=episodes)
 
-    figures = {
+
+def _figures(page: _PageData, analysis: dict[str, Any], cfg: ReportConfig) -> dict[str, str]:
+    """The page's SVG figures by name."""
+    from calib.report import plots
+
+    rows = page.rows
+    return {
         "forest": plots.forest_plot(rows),
         "position": plots.position_plot(rows, max_positions=cfg.max_positions),
-        "distributions": plots.distribution_plot(dists, [r.signal for r in rows], aggregate=aggregate_of(analysis)),
-        "scatter": plots.scatter_plot(panels, mode=mode),
-        "history": plots.history_plot(history) if history else "",
+        "distributions": plots.distribution_plot(page.dists, [r.signal for r in rows],
+                                                 aggregate=aggregate_of(analysis)),
+        "scatter": plots.scatter_plot(page.panels, mode=page.mode),
+        "history": plots.history_plot(page.history) if page.history else "",
     }
-    lap("plots")
+
+
+def _render(page: _PageData, analysis: dict[str, Any], figures: dict[str, str], cfg: ReportConfig, *,
+            title: str | None, store_path: str) -> str:
+    """The HTML text: the template filled, the report's data and episodes embedded as JSON."""
+    from calib.report.imported_view import IMPORTED_COLUMNS, imported_rows
 
     js = _static("report.js")
     if "</script" in js.lower():  # would end the script element early
         raise CalibError("internal: report.js must not contain '</script'")
+    summary = page.summary
     report_data = {
         "schema_version": 1,
-        "mode": mode,
+        "mode": page.mode,
         "summary": summary,
         "columns": [c[0] for c in COLUMNS],
         "analysis": analysis,
-        "spec": reward_spec.to_dict(),
+        "spec": page.reward_spec.to_dict(),
     }
-    n_groups = sample.group.size and len(set(sample.group.tolist()))
     scatter_note = (
-        f"{n_groups} informative group(s) sampled from {summary['informative_groups']}"
-        if n_groups
+        f"{page.n_groups} informative group(s) sampled from {summary['informative_groups']}"
+        if page.n_groups
         else "no informative group (every group has a single outcome)"
     )
-    html = _env().get_template("report.html.j2").render(
+    return _env().get_template("report.html.j2").render(
         title=title or f"calib report: {', '.join(summary['runs'])}",
         version=__version__,
         csp=content_security_policy([js]),
         css=Markup(_static("report.css")),
         js=Markup(js),
         created=_created(),
-        store_path=store_label or str(getattr(store, "path", store)),
-        mode=mode,
+        store_path=store_path,
+        mode=page.mode,
         aggregate=aggregate_of(analysis),
         summary=summary,
         columns=COLUMNS,
-        rows=rows,
+        rows=page.rows,
         tier_columns=TIER_COLUMNS,
         tiers=tier_rows(analysis),
         diagnostic_columns=DIAGNOSTIC_COLUMNS,
@@ -249,16 +294,14 @@ def build_report(
         imported_columns=IMPORTED_COLUMNS,
         descriptions=_descriptions(),
         plots={k: Markup(v) for k, v in figures.items()},
-        history_has_weights=bool(history and history.get("weights")),
+        history_has_weights=bool(page.history and page.history.get("weights")),
         scatter_note=scatter_note,
-        spec_yaml=reward_spec.to_yaml(),
-        n_browser=len(episodes),
+        spec_yaml=page.reward_spec.to_yaml(),
+        n_browser=len(page.episodes),
         per_task=cfg.per_task,
         report_json=Markup(json_for_script(plain(report_data))),
-        episodes_json=Markup(json_for_script(episodes)),
+        episodes_json=Markup(json_for_script(page.episodes)),
     )
-    lap("render")
-    return html, {"episodes_embedded": len(episodes), "timings": timings, "mode": mode}
 
 
 def write_report(
