@@ -98,21 +98,6 @@ SplitOpt = Annotated[
     typer.Option("--split", help="train | test | all: the domain's task split (tau2 domains: tau2's split_tasks.json; "
                  "a domain without a split has every task in all)."),
 ]
-# Options of `calib train` and `calib sft` that must read the same (the SFT warm start renders episodes
-# exactly as the RL run will, given the same --tool-detail/--visible-tools).
-LoraROpt = Annotated[int, typer.Option("--lora-r", help="LoRA rank (all linear layers).")]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue from the last complete checkpoint in --output-dir.")
-]
-ToolDetailOpt = Annotated[
-    str, typer.Option("--tool-detail", help="Tool schemas shown: full, compact (no descriptions) or minimal.")
-]
-VisibleToolsOpt = Annotated[
-    str | None, typer.Option("--visible-tools", help="Comma-separated tools shown to the model (default: all).")
-]
-ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
-]
 JudgeBaseUrlOpt = Annotated[
     str | None,
     typer.Option("--judge-base-url", help="OpenAI-compatible endpoint (up to /v1) of the LLM judge that scores tau2's "

@@ -7,19 +7,8 @@ from typing import Annotated
 
 import typer
 
-from calib.cli.options import (
-    DEFAULT_STORE,
-    JsonOpt,
-    LoraROpt,
-    ResumeOpt,
-    SplitOpt,
-    StoreOpt,
-    ThreadsOpt,
-    ToolDetailOpt,
-    VisibleToolsOpt,
-    check_output,
-    split_csv,
-)
+from calib.cli.options import DEFAULT_STORE, JsonOpt, SplitOpt, StoreOpt, check_output, split_csv
+from calib.cli.training_options import LoraROpt, ResumeOpt, ThreadsOpt, ToolDetailOpt, VisibleToolsOpt
 
 
 def register(app: typer.Typer) -> None:

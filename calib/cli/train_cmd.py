@@ -11,17 +11,13 @@ import typer
 from calib.cli.options import (
     DEFAULT_STORE,
     JsonOpt,
-    LoraROpt,
-    ResumeOpt,
     SplitOpt,
     StoreOpt,
-    ThreadsOpt,
-    ToolDetailOpt,
-    VisibleToolsOpt,
     check_domain,
     check_output,
     check_store,
 )
+from calib.cli.training_options import LoraROpt, ResumeOpt, ThreadsOpt, ToolDetailOpt, VisibleToolsOpt
 
 
 def register(app: typer.Typer) -> None:
