@@ -243,61 +243,74 @@ def analyze_arrays(
     for j, name in enumerate(names):
         if on_signal is not None:
             on_signal(name)
-        v = data.values[name]
-        s = scores[:, j]
-        ok = np.isfinite(s)
-        auc = M.auc(s[ok], y[ok])
-        auc_ci = M.auc_ci(s[ok], y[ok], n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
-        r, p = M.pb_corr(s[ok], y[ok])
-        g_ci = M.percentile_ci(gboot[:, j], alpha=cfg.alpha)
-        align = {
-            mode: M.sign_agreement(
-                v, data.lengths, data.outcome, g, mode=mode, gamma=cfg.gamma, lam=cfg.lam, turn_norm=cfg.turn_norm
-            )
-            for mode in M.SIGN_MODES
-        }
-        agree = align[cfg.mode].agreement
-        verdict = M.verdict(g_ci, agree, null=cfg.null_auc, min_agreement=cfg.min_agreement)
-        finite = np.abs(v[np.isfinite(v)])
-        value_scale = float(np.quantile(finite, cfg.value_quantile)) if finite.size else 1.0
-        weight = M.proposed_weight(
-            float(gres.value[j]), verdict, scale=cfg.weight_scale, cap=cfg.weight_cap, value_scale=value_scale
-        )
-        rows.append(
-            {
-                "signal": name,
-                "verdict": verdict,
-                "proposed_weight": weight,
-                "group_auc": float(gres.value[j]),
-                "group_auc_ci": list(g_ci),
-                "informative_groups": int(gres.informative_groups[j]),
-                "n_groups": gres.n_groups,
-                "auc": auc,
-                "auc_ci": list(auc_ci),
-                "pb_corr": r,
-                "pb_p": p,
-                "sign_agreement": {m: a.agreement for m, a in align.items()},
-                "misaligned_mass": {m: a.misaligned_mass for m, a in align.items()},
-                "dead_share": M.dead_share(v, data.lengths, y, g),
-                "auc_by_position": M.auc_by_position(v, data.lengths, y, max_positions=cfg.max_positions),
-                "aggregate": cfg.aggregate,
-                "mean_value": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-                "fire_rate": float((v[np.isfinite(v)] != 0).mean()) if np.isfinite(v).any() else float("nan"),
-                "value_scale": value_scale,
-                "n_episodes": int(ok.sum()),
-                "n_turns": int(np.isfinite(v).sum()),
-                "reason": _reason(verdict, g_ci, agree, cfg),
-            }
-        )
+        rows.append(_signal_row(name, data, scores[:, j], gres, j, gboot[:, j], g, cfg))
     if cfg.rule == "irc":
         _apply_irc(rows, data, g, cfg)
     paper = _paper_diagnostics(data, g, rows, cfg, base)
     rows.sort(key=lambda r: (VERDICT_ORDER[r["verdict"]], -abs(_nz(r["group_auc"]) - cfg.null_auc), r["signal"]))
+    summary = _summary(data, g)
+    return AnalysisResult(table=_flat_table(rows), signals=rows, summary=summary, parameters=asdict(cfg), **paper)
+
+
+def _signal_row(name: str, data: EpisodeData, s: np.ndarray, gres: Any, j: int, gboot: np.ndarray,
+                g: np.ndarray, cfg: AnalysisConfig) -> dict[str, Any]:
+    """One signal's metrics, verdict, proposed weight and reason. ``s``: its episode aggregate [E];
+    ``gres``/``j``: the group-AUC result of every signal and this signal's column in it; ``gboot``:
+    its group-bootstrap replicates [B]; ``g``: dense group index [E]."""
+    v = data.values[name]
+    y = data.success
+    ok = np.isfinite(s)
+    auc = M.auc(s[ok], y[ok])
+    auc_ci = M.auc_ci(s[ok], y[ok], n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
+    r, p = M.pb_corr(s[ok], y[ok])
+    g_ci = M.percentile_ci(gboot, alpha=cfg.alpha)
+    align = {
+        mode: M.sign_agreement(
+            v, data.lengths, data.outcome, g, mode=mode, gamma=cfg.gamma, lam=cfg.lam, turn_norm=cfg.turn_norm
+        )
+        for mode in M.SIGN_MODES
+    }
+    agree = align[cfg.mode].agreement
+    verdict = M.verdict(g_ci, agree, null=cfg.null_auc, min_agreement=cfg.min_agreement)
+    finite = np.abs(v[np.isfinite(v)])
+    value_scale = float(np.quantile(finite, cfg.value_quantile)) if finite.size else 1.0
+    weight = M.proposed_weight(
+        float(gres.value[j]), verdict, scale=cfg.weight_scale, cap=cfg.weight_cap, value_scale=value_scale
+    )
+    return {
+        "signal": name,
+        "verdict": verdict,
+        "proposed_weight": weight,
+        "group_auc": float(gres.value[j]),
+        "group_auc_ci": list(g_ci),
+        "informative_groups": int(gres.informative_groups[j]),
+        "n_groups": gres.n_groups,
+        "auc": auc,
+        "auc_ci": list(auc_ci),
+        "pb_corr": r,
+        "pb_p": p,
+        "sign_agreement": {m: a.agreement for m, a in align.items()},
+        "misaligned_mass": {m: a.misaligned_mass for m, a in align.items()},
+        "dead_share": M.dead_share(v, data.lengths, y, g),
+        "auc_by_position": M.auc_by_position(v, data.lengths, y, max_positions=cfg.max_positions),
+        "aggregate": cfg.aggregate,
+        "mean_value": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+        "fire_rate": float((v[np.isfinite(v)] != 0).mean()) if np.isfinite(v).any() else float("nan"),
+        "value_scale": value_scale,
+        "n_episodes": int(ok.sum()),
+        "n_turns": int(np.isfinite(v).sum()),
+        "reason": _reason(verdict, g_ci, agree, cfg),
+    }
+
+
+def _summary(data: EpisodeData, g: np.ndarray) -> dict[str, Any]:
+    """The analysis's ``summary``: what was analysed (runs, episodes, turns, groups) and when."""
+    y = data.success
     n_pos = np.bincount(g, weights=y)
     n_all = np.bincount(g)
-    summary = {
+    return {
         "runs": data.runs,
-        "episodes": int(E),
+        "episodes": int(data.lengths.size),
         "turns": int(data.lengths.sum()),
         "groups": int(n_all.size),
         "informative_groups": int(((n_pos > 0) & (n_pos < n_all)).sum()),
@@ -305,7 +318,6 @@ def analyze_arrays(
         "excluded_error_episodes": data.excluded_error_episodes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return AnalysisResult(table=_flat_table(rows), signals=rows, summary=summary, parameters=asdict(cfg), **paper)
 
 
 def _settings(cfg: AnalysisConfig) -> P.AdvantageSettings:
