@@ -110,6 +110,26 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> Path | None:
     return None
 
 
+def train_to_adapter(
+    trainer: Any, tokenizer: Any, resume_from: Path | None, output_dir: Path, *, what: str
+) -> Path:
+    """Train (resuming from ``resume_from``), then save the LoRA adapter and the tokenizer in
+    ``output_dir/adapter``; returns that directory. A ValueError or RuntimeError from the trainer
+    becomes one CalibError line naming ``what`` and the step (``CALIB_DEBUG=1``: the traceback).
+    ``calib train`` and ``calib sft`` end their runs through it."""
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except (ValueError, RuntimeError) as e:
+        if os.environ.get("CALIB_DEBUG"):
+            raise
+        step = trainer.state.global_step + 1
+        raise CalibError(f"{what} failed at step {step}: {type(e).__name__}: {e}") from e
+    adapter_dir = output_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    return adapter_dir
+
+
 def is_preset(spec: Path) -> bool:
     """``preset:NAME`` (a shipped spec, ``calib spec list``) rather than a file."""
     return str(spec).startswith("preset:")
@@ -266,17 +286,7 @@ def run_train(job: TrainJob, *, callbacks: list | None = None) -> TrainResult:
         model, args, processing_class=tokenizer, spec=spec, peft_config=lora, callbacks=callbacks
     )
     trainer.remove_callback(PrinterCallback)  # our callback prints one line per step instead of a dict
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except (ValueError, RuntimeError) as e:
-        if os.environ.get("CALIB_DEBUG"):
-            raise
-        raise CalibError(
-            f"training failed at step {trainer.state.global_step + 1}: {type(e).__name__}: {e}"
-        ) from e
-    adapter_dir = job.output_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
+    adapter_dir = train_to_adapter(trainer, tokenizer, resume_from, job.output_dir, what="training")
     return TrainResult(
         run_id=run_id,
         output_dir=job.output_dir,

@@ -25,7 +25,7 @@ from typing import Any
 
 from calib.errors import CalibError, UsageError
 from trainer.policy import TOOL_DETAILS, PromptView
-from trainer.run import resume_checkpoint
+from trainer.run import resume_checkpoint, train_to_adapter
 
 
 @dataclass
@@ -286,15 +286,7 @@ def run_sft(job: SFTJob, *, callbacks: list | None = None) -> SFTResult:
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except (ValueError, RuntimeError) as e:
-        if os.environ.get("CALIB_DEBUG"):
-            raise
-        raise CalibError(f"SFT failed at step {trainer.state.global_step + 1}: {type(e).__name__}: {e}") from e
-    adapter_dir = job.output_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
+    adapter_dir = train_to_adapter(trainer, tokenizer, resume_from, job.output_dir, what="SFT")
     merged_dir = save_merged(trainer.model, tokenizer, job.output_dir / "merged")
     return SFTResult(
         output_dir=job.output_dir,
