@@ -31,7 +31,9 @@ class AnalyzeOutput:
     computed: ComputeReport
 
 
-def choose_signals(signals: Sequence[str] | None, custom: Sequence[str], imported: ImportedSignals) -> list[str]:
+def choose_signals(
+    signals: Sequence[str] | None, custom: Sequence[str], imported: ImportedSignals
+) -> list[str]:
     """The computable signals to analyse: ``signals`` (None or empty: every available one) plus
     ``custom``, without duplicates and without the imported ones. A list (even empty: the user gave
     ``--signals``) also narrows ``imported`` (in place) to the imported signals among the names."""
@@ -101,11 +103,13 @@ def analyze_and_propose(
     from calib.tools import get_catalogue
 
     run_list = list(runs) if runs else None
-    imported = import_signals(store, run_list)  # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
+    # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
+    imported = import_signals(store, run_list)
     names = choose_signals(signals, custom, imported)
     base, names = load_base_spec(base_spec, names)
     cfg = analysis_config(base, mode=mode, **(settings or {}))
-    computed = compute_signals(store, names, catalogue=get_catalogue(domain), runs=run_list, progress=progress)
+    computed = compute_signals(store, names, catalogue=get_catalogue(domain), runs=run_list,
+                               progress=progress)
     on_signal = None
     if progress is not None:
         task = progress.add_task("analysing signals", total=len(names))
