@@ -53,7 +53,8 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             # ``from pkg import sub`` is an edge to the submodule ``pkg.sub`` when there is one, else to
             # ``pkg`` (a name defined there). The parent packages that Python initialises on the way are
             # not edges: every submodule would otherwise form a "cycle" with its own ``__init__``.
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            subs = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [sub if sub in modules else base for sub in subs]
         else:
             continue
         found.update(hit for hit in (_resolve(t, modules) for t in targets) if hit is not None)

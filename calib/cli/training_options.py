@@ -19,7 +19,8 @@ ToolDetailOpt = Annotated[
     str, typer.Option("--tool-detail", help="Tool schemas shown: full, compact (no descriptions) or minimal.")
 ]
 VisibleToolsOpt = Annotated[
-    str | None, typer.Option("--visible-tools", help="Comma-separated tools shown to the model (default: all).")
+    str | None,
+    typer.Option("--visible-tools", help="Comma-separated tools shown to the model (default: all)."),
 ]
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
