@@ -9,6 +9,9 @@ STORE="$OUT/store"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rm -rf "$OUT"
 mkdir -p "$OUT"
+# the real-lm experiment's tools (trainer.experiment.real_lm.TOOLS) and a train task of airline-mini
+TOOLS=get_user_details,get_reservation_details,list_all_airports,cancel_reservation,update_reservation_baggages,send_certificate,transfer_to_human_agents
+DEMO_TASK=${DEMO_TASK:-airline-mini/2}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/6 ingest the shipped sample dump (data/sample_rollouts.jsonl: airline-mini, noisy oracle)"
@@ -25,16 +28,16 @@ step "3/6 analyze: per-turn signals, discriminative metrics, verdicts, calibrate
 step "4/6 the store"
 "$CALIB" store info --store "$STORE"
 
-step "5/6 train two GRPO steps (LoRA) on the tiny SmolLM2-135M with the calibrated spec"
-# CPU budget: 2 tasks x 2 samples, 2 turns of 24 tokens, a one-line system prompt and two tools
-# (the full policy and 14 tool schemas are ~3.3k prompt tokens: fine on a GPU, slow on 2 cores).
-"$CALIB" train --spec "$OUT/analysis/reward_spec.yaml" --model tiny --domain airline-mini --user scripted \
-  --tasks airline-mini/0,airline-mini/1 --samples-per-task 2 --max-turns 2 --max-new-tokens 24 \
-  --system-prompt "You are an airline agent. Use the tools." --tool-detail compact \
-  --visible-tools get_reservation_details,cancel_reservation --threads 2 --output-dir "$OUT/train" --store "$STORE" --run-id demo-train --max-steps 2 --save-steps 1
-
-echo "(A 135M model rarely calls a tool at this budget, so most of its turn rewards and advantages are 0:"
-echo " this step shows the machinery, checkpoints and logs; see docs/results.md for what training measures.)"
+step "5/6 train two GRPO steps (LoRA) from the shipped warm start with the calibrated spec"
+# data/warmstart: SmolLM2-135M after `calib sft` on oracle demonstrations (the SFT stage of
+# `calib experiment real-lm`; scripts/make_warmstart.py rebuilds it). On the task below it sometimes
+# succeeds and sometimes fails, so its GRPO groups are informative and the advantages are not 0.
+# The warm start's view of the conversation: a one-line system prompt and minimal schemas of the
+# experiment's seven tools (the full policy and 14 schemas are ~3.3k prompt tokens: slow on 2 cores).
+"$CALIB" train --spec "$OUT/analysis/reward_spec.yaml" --model data/warmstart --domain airline-mini --user scripted \
+  --tasks "$DEMO_TASK" --samples-per-task 4 --batch-size 4 --max-turns 6 --max-new-tokens 48 \
+  --system-prompt "You are an airline agent. Use the tools." --tool-detail minimal --visible-tools "$TOOLS" \
+  --threads 2 --output-dir "$OUT/train" --store "$STORE" --run-id demo-train --max-steps 2 --save-steps 1
 
 step "6/6 where everything is"
 echo "store:           $STORE"

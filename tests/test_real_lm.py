@@ -160,3 +160,95 @@ def test_an_adapter_directory_loads_as_its_merged_model(tmp_path, monkeypatch, t
     with torch.no_grad():
         assert torch.allclose(again(ids).logits, ref(ids).logits, atol=1e-4)
     assert not (tmp_path / "merged.tmp").exists()
+
+
+def test_demo_trains_from_the_warm_start_with_the_experiment_view():
+    """`make demo` step 5 shows the warm start the prompt it was fine-tuned on (same tools, same prompt)."""
+    from pathlib import Path
+
+    from trainer.experiment.real_lm import SHORT_PROMPT
+
+    text = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
+    assert f"TOOLS={','.join(TOOLS)}\n" in text
+    assert "--model data/warmstart" in text and f'--system-prompt "{SHORT_PROMPT}"' in text
+    assert "--tool-detail minimal" in text and '--visible-tools "$TOOLS"' in text
+    task = text.split("DEMO_TASK=${DEMO_TASK:-", 1)[1].split("}", 1)[0]
+    assert task in _split_ids("train", None, FAMILIES)  # a task the warm start was trained on, not a held-out one
+
+
+# --------------------------------------------------------------------------------------- acceptance runs
+
+
+def _shipped_warm_start(skip_or_fail) -> str:
+    from trainer.experiment.real_lm import WARM_START
+
+    if not (WARM_START / "adapter_config.json").is_file():
+        skip_or_fail(f"no shipped warm start in {WARM_START} (scripts/make_warmstart.py builds it)")
+    return str(WARM_START)
+
+
+@pytest.mark.xdist_group("real_lm_runs")
+def test_shipped_warm_start_calls_tools_and_is_informative_on_held_out_tasks(tmp_path, monkeypatch, skip_or_fail,
+                                                                               tiny_model_dir):
+    """The SFT stage's model (data/warmstart, exported by scripts/make_warmstart.py from the full run)
+    on every held-out task of the experiment, sampled as the experiment evaluates it: it calls tools
+    (parsed calls to the experiment's tools in at least half the episodes), and on some task it both
+    succeeds and fails (a GRPO group there is informative).
+
+    The issue's bar (mixed success on a quarter of the test tasks) is measured by the full run and
+    recorded in docs/results.md: the shipped model succeeds about once in six on the tasks where it is
+    mixed, which four samples per task cannot resolve for every task (a 1-in-6 event is missed by
+    four samples about half the time), so this test asserts what four samples can show."""
+    from calib.models import resolve_model
+    from calib.store import Store
+    from trainer.experiment.real_lm import play
+
+    monkeypatch.setenv("CALIB_CACHE", str(tmp_path / "cache"))
+    warm = _shipped_warm_start(skip_or_fail)
+    cfg = RealLMConfig(warm_start=warm, threads=1)
+    store = Store(tmp_path / "store")
+    s = play(cfg, store, resolve_model(warm), "held-out", split="test", samples=cfg.eval_trials + 2, seed=0,
+             temperature=cfg.temperature)
+    assert s["tasks"] == len(_split_ids("test", None, FAMILIES)) == 8
+    assert s["episodes_with_tool_call"] >= s["episodes"] / 2, s
+    calls = store.query("SELECT DISTINCT t.tool_name FROM turns t JOIN episodes e USING (episode_id) "
+                        "WHERE e.run_id = 'held-out' AND t.kind = 'tool_call'").tool_name.tolist()
+    assert set(calls) & set(TOOLS), calls  # parsed calls to the experiment's tools, not just any text
+    assert s["tasks_between"] >= 1, s["per_task"]
+    assert 0.0 < s["success"] < 1.0, s
+
+
+@pytest.mark.xdist_group("real_lm_runs")
+def test_real_lm_quick_runs_every_arm_learns_from_informative_groups_and_resumes(tmp_path, monkeypatch,
+                                                                                skip_or_fail, tiny_model_dir):
+    """`calib experiment real-lm --quick`: the summary line with every arm; during RL some group is
+    informative and the advantages are not all zero; started again it does nothing new; other
+    settings in the same --out are refused in one line."""
+    monkeypatch.setenv("CALIB_CACHE", str(tmp_path / "cache"))
+    _shipped_warm_start(skip_or_fail)
+    out = tmp_path / "rl"
+    args = ["experiment", "real-lm", "--quick", "--threads", "1", "--out", str(out), "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    summary = lines[-1]
+    assert summary["experiment"] == "real-lm" and set(summary["arms"]) == {"grpo", "naive_dense", "calibrated"}
+    assert [x["arm"] for x in lines[:-1]] == ["grpo", "naive_dense", "calibrated"]
+    for arm in summary["arms"].values():
+        assert 0.0 <= arm["success"] <= 1.0 and arm["ci"][0] <= arm["success"] <= arm["ci"][1]
+    assert summary["informative_share"] > 0, summary
+    assert max(a["mean_abs_advantage"] for a in summary["arms"].values()) > 0, summary
+    assert summary["sft_tool_call_episodes"] > 0
+    for name in ("results.json", "table.md"):
+        assert (out / name).is_file()
+    stages = json.loads((out / "state.json").read_text())
+    assert {"calibration", "analyze", "train/grpo/s0", "eval/calibrated/s0"} <= set(stages)
+
+    again = runner.invoke(app, args)  # resumed: every stage is done, the same figures come out
+    assert again.exit_code == 0, again.output
+    assert "done earlier" in again.stderr and " ..." not in again.stderr.replace("done earlier", "")
+    assert json.loads(again.stdout.splitlines()[-1])["arms"] == summary["arms"]
+
+    other = runner.invoke(app, [*args[:-1], "--steps", "3"])
+    assert other.exit_code != 0
+    assert "other settings" in other.output and len(other.output.strip().splitlines()) == 1

@@ -203,7 +203,8 @@ def test_train_two_steps_lora_smollm2(trained, tiny_ready):
     state = json.loads((work / "out" / "checkpoint-2" / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     assert len(losses) == 2 and all(np.isfinite(losses))
-    assert [c["step"] for c in captured] == [1, 2]
+    # On CPU each episode is its own forward/backward pass (micro-batch 1), accumulated into the step.
+    assert sorted({c["step"] for c in captured}) == [1, 2]
     # LoRA weights change: B starts at 0, moves at step 1, moves again at step 2.
     a1 = load_file(work / "out" / "checkpoint-1" / "adapter_model.safetensors")
     a2 = load_file(work / "out" / "adapter" / "adapter_model.safetensors")
@@ -212,17 +213,45 @@ def test_train_two_steps_lora_smollm2(trained, tiny_ready):
     assert any(not (a1[k] == a2[k]).all() for k in b_keys)
     # The spy: the advantages reaching the loss are trainer/advantages.py's, recomputed from the store.
     tok = AutoTokenizer.from_pretrained(tiny_ready)
-    for cap in captured:
-        expected = _expected_advantages(work / "store", cap["step"], tok)
-        assert len(expected) == cap["advantages"].shape[0] == 4
-        for ids, cmask, tmask, adv in zip(
-            cap["completion_ids"], cap["completion_mask"], cap["tool_mask"], cap["advantages"]
-        ):
-            n = int(cmask.sum())
-            want = expected[tok.decode(ids[:n].tolist())]
-            np.testing.assert_allclose(adv[:n].numpy(), want, atol=1e-5)
-            assert (adv[n:] == 0).all() and (adv[:n][tmask[:n] == 0] == 0).all()
-        assert max(float(c.abs().max()) for c in cap["advantages"]) > 0
+    for step in (1, 2):
+        caps = [c for c in captured if c["step"] == step]
+        expected = _expected_advantages(work / "store", step, tok)
+        assert len(expected) == sum(c["advantages"].shape[0] for c in caps) == 4
+        seen = set()
+        for cap in caps:
+            for ids, cmask, tmask, adv in zip(
+                cap["completion_ids"], cap["completion_mask"], cap["tool_mask"], cap["advantages"]
+            ):
+                n = int(cmask.sum())
+                text = tok.decode(ids[:n].tolist())
+                seen.add(text)
+                np.testing.assert_allclose(adv[:n].numpy(), expected[text], atol=1e-5)
+                assert (adv[n:] == 0).all() and (adv[:n][tmask[:n] == 0] == 0).all()
+        assert seen == set(expected)  # every episode of the step reached the loss once
+        assert max(float(c["advantages"].abs().max()) for c in caps) > 0
+
+
+@pytest.mark.slow
+def test_one_pass_gives_the_same_update_as_micro_batches(tmp_path, spec_file, trained):
+    """--micro-batch-size 4 (the whole batch in one forward/backward pass) and the CPU default (one
+    episode per pass, accumulated) take the same first step: same loss, same LoRA weights."""
+    from safetensors.torch import load_file
+
+    from calib.cli import app
+
+    args = _args(spec_file, tmp_path / "out", tmp_path / "store", "--json")
+    args[args.index("--max-steps") + 1] = "1"
+    r = CliRunner().invoke(app, [*args, "--micro-batch-size", "4"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    one_pass = load_file(tmp_path / "out" / "adapter" / "adapter_model.safetensors")
+    micro = load_file(trained["work"] / "out" / "checkpoint-1" / "adapter_model.safetensors")
+    assert one_pass.keys() == micro.keys()
+    for k in one_pass:
+        np.testing.assert_allclose(one_pass[k].numpy(), micro[k].numpy(), atol=1e-7, rtol=1e-3)
+    first = lambda d: next(h["loss"] for h in json.loads((d / "trainer_state.json").read_text())["log_history"]
+                           if "loss" in h)
+    assert first(tmp_path / "out" / "checkpoint-1") == pytest.approx(
+        first(trained["work"] / "out" / "checkpoint-1"), rel=1e-4, abs=1e-6)
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 900) -> None:
@@ -342,3 +371,17 @@ def test_cli_errors_are_one_line(tmp_path, spec_file):
         ],
     )
     assert r.exit_code == 2 and "multiple of --samples-per-task" in r.output
+
+
+def test_micro_batch_must_divide_the_batch(tmp_path, spec_file):
+    from calib.cli import app
+
+    base = ["train", "--spec", str(spec_file), "--model", "tiny", "--output-dir", str(tmp_path / "o"),
+            "--samples-per-task", "2", "--batch-size", "4", "--dry-run", "--json"]
+    bad = CliRunner().invoke(app, [*base, "--micro-batch-size", "3"])
+    assert bad.exit_code != 0 and "--micro-batch-size 3: should divide the batch (4 episodes)" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    plan = json.loads(CliRunner().invoke(app, [*base, "--micro-batch-size", "2"]).stdout)
+    assert (plan["batch_size"], plan["micro_batch_size"]) == (4, 2)
+    plan = json.loads(CliRunner().invoke(app, base).stdout)
+    assert (plan["batch_size"], plan["micro_batch_size"]) == (4, 1)  # CPU default: one episode per pass

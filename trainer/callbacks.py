@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 STEP_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("loss", "loss", "{:+.4f}"),
     ("calib/success_rate", "success", "{:.2f}"),
+    ("calib/informative_share", "informative", "{:.2f}"),
     ("calib/mean_turns", "turns", "{:.1f}"),
     ("calib/turn_reward_mean", "r_turn", "{:+.3f}"),
     ("calib/turn_reward_std", "r_std", "{:.3f}"),

@@ -555,6 +555,9 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         _, g = np.unique(groups, return_inverse=True)
         outcome_adv = np.repeat(group_normalize(R, g.reshape(-1)), lengths)  # GN(R) of each turn's episode
         m["calib/success_rate"].append(float(np.mean([x["calib_success"] for x in inputs])))
+        # groups whose outcomes differ: only those carry an outcome advantage (GRPO's learning signal)
+        spread = np.array([np.ptp(R[g == k]) > 0 for k in np.unique(g)], dtype=float)
+        m["calib/informative_share"].append(float(spread.mean()) if spread.size else 0.0)
         m["calib/mean_turns"].append(float(lengths.mean()) if lengths.size else 0.0)
         m["calib/turn_reward_mean"].append(float(flat_r.mean()) if flat_r.size else 0.0)
         m["calib/turn_reward_std"].append(float(flat_r.std()) if flat_r.size else 0.0)

@@ -39,6 +39,10 @@ class TrainJob:
     split: str = "all"  # train | test | all (calib.envs.splits); the CLI resolves it into `tasks`
     samples_per_task: int = 4
     batch_size: int | None = None  # episodes per optimiser step; default 2 groups
+    # episodes per forward/backward pass, the rest of the batch accumulated into the same optimiser step
+    # (None: 1 on CPU, where a 4-episode pass of the tiny model peaked at 21 GB and a 1-episode pass at
+    # 7.6 GB with the same loss; the whole batch on GPU)
+    micro_batch_size: int | None = None
     max_turns: int = 8
     max_new_tokens: int = 256
     max_steps: int = 100
@@ -149,6 +153,10 @@ def check_options(job: TrainJob) -> None:
             f"--batch-size {job.batch_size}: should be a multiple of --samples-per-task {job.samples_per_task} "
             "(whole groups)"
         )
+    if job.micro_batch_size is not None:
+        batch = job.batch_size or 2 * job.samples_per_task
+        if job.micro_batch_size < 1 or batch % job.micro_batch_size:
+            raise UsageError(f"--micro-batch-size {job.micro_batch_size}: should divide the batch ({batch} episodes)")
     if job.generation_batch_size is not None and job.generation_batch_size < 1:
         raise UsageError(f"--generation-batch-size {job.generation_batch_size}: should be >= 1")
     if job.vllm_mode not in VLLM_MODES:
@@ -185,7 +193,8 @@ def plan_train(job: TrainJob) -> dict[str, Any]:
         "user": job.user,
         "advantage_spec": str(job.spec),
         "group_size": args.num_generations,
-        "batch_size": args.per_device_train_batch_size,
+        "batch_size": args.generation_batch_size,
+        "micro_batch_size": args.per_device_train_batch_size,
         "max_turns": args.max_turns,
         "max_new_tokens": args.max_completion_length,
         "temperature": args.temperature,
@@ -207,6 +216,7 @@ def build_config(job: TrainJob, *, run_id: str, cuda: bool):
     from trainer.grpo import MultiTurnGRPOConfig
 
     batch = job.batch_size or 2 * job.samples_per_task
+    micro = job.micro_batch_size or (batch if cuda else 1)
     kw: dict[str, Any] = {
         "output_dir": str(job.output_dir),
         "spec_path": str(job.spec),
@@ -216,7 +226,10 @@ def build_config(job: TrainJob, *, run_id: str, cuda: bool):
         "user_model": job.user_model,
         "tasks": job.tasks,
         "samples_per_task": job.samples_per_task,
-        "per_device_train_batch_size": batch,
+        # TRL generates steps_per_generation (= gradient_accumulation_steps) micro-batches at once and
+        # computes the advantages over all of them: the groups stay whole, only the backward is split.
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": batch // micro,
         "max_turns": job.max_turns,
         "max_completion_length": job.max_new_tokens,
         "max_steps": job.max_steps,

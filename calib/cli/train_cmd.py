@@ -82,6 +82,11 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[
             int | None, typer.Option("--batch-size", help="Episodes per step (default: 2 groups).")
         ] = None,
+        micro_batch_size: Annotated[
+            int | None,
+            typer.Option("--micro-batch-size", help="Episodes per forward/backward pass; the rest of the batch "
+                         "is accumulated into the same step (default: 1 on CPU, the whole batch on GPU)."),
+        ] = None,
         max_turns: Annotated[
             int, typer.Option("--max-turns", help="Assistant turns per episode at most.")
         ] = 8,

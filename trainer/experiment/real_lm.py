@@ -81,10 +81,10 @@ class RealLMConfig:
                                     "taken round-robin over task families."})
     test_tasks: int | None = field(default=None, metadata={"help": "At most this many test tasks (None: all)."})
     # 1. demonstrations
-    demo_samples: int = 2
-    mistake_rate: float = 0.2
+    demo_samples: int = 4  # 2 (19 successful demonstrations) left a model that succeeded only where doing nothing is right
+    mistake_rate: float = 0.1
     # 2. SFT
-    sft_epochs: float = 3.0
+    sft_epochs: float = 2.0
     sft_lora_r: int = 8
     sft_learning_rate: float = 1e-3  # 2e-4 for 2 epochs left a model that called a tool in 2 of 32 episodes
     # 3. calibration batch
@@ -95,7 +95,9 @@ class RealLMConfig:
     rl_steps: int = 2
     rl_tasks_per_step: int = 1
     rl_samples: int = 4
-    rl_learning_rate: float = 5e-5
+    rl_learning_rate: float = 1e-3  # 5e-5 moved no weight by more than 4e-5 in two steps: no sampled token changed
+    rl_informative_tasks: bool = field(default=True, metadata={"help": "RL only on the train tasks where the "
+                                       "calibration batch had mixed success (all calibration tasks if none had)."})
     rl_lora_r: int = 8
     temperature: float = 1.0
     # 5. evaluation
@@ -315,15 +317,34 @@ def arm_spec(name: str, calibrated: Path, out: Path) -> Path:
     return path
 
 
+def rl_tasks(cfg: RealLMConfig, calibration: dict[str, Any]) -> list[str]:
+    """The train tasks the RL arms sample from (the same list for every arm).
+
+    A GRPO group whose episodes all succeed or all fail has zero advantage under every arm, so a step
+    spent on it teaches nothing; practitioners filter such prompts (DAPO's dynamic sampling does it
+    online). The calibration batch already measured the SFT model on these tasks: keep those with
+    mixed success, and fall back to every calibration task when none had."""
+    per_task = calibration.get("per_task", {})
+    if not cfg.rl_informative_tasks:
+        return _split_ids("train", cfg.train_tasks, cfg.families)
+    mixed = [t for t, s in per_task.items() if 0.0 < s < 1.0]
+    return sorted(mixed or per_task, key=_task_number)
+
+
+def _task_number(task_id: str) -> tuple[int, str]:
+    tail = task_id.rsplit("/", 1)[-1]
+    return (int(tail), task_id) if tail.isdigit() else (1 << 30, task_id)
+
+
 def train_arm(cfg: RealLMConfig, store: Any, sft_model: str, spec: Path, out: Path, models: Path,
-              name: str, seed: int) -> dict[str, Any]:
+              name: str, seed: int, tasks: list[str]) -> dict[str, Any]:
     """``calib train`` of one arm from the SFT model; the adapter merged into ``models/<name>-s<seed>``."""
     from trainer.hf_family import merge_adapter
     from trainer.run import TrainJob, run_train
 
     run_id = f"train-{name}-s{seed}"
     job = TrainJob(spec=spec, model=sft_model, output_dir=out, domain=DOMAIN, user="scripted", store=store.path,
-                   run_id=run_id, tasks=",".join(_split_ids("train", cfg.train_tasks, cfg.families)), split="train",
+                   run_id=run_id, tasks=",".join(tasks), split="train",
                    samples_per_task=cfg.rl_samples, batch_size=cfg.rl_samples * cfg.rl_tasks_per_step,
                    max_turns=cfg.max_turns, max_new_tokens=cfg.max_new_tokens, max_steps=cfg.rl_steps,
                    save_steps=max(1, cfg.rl_steps // 2), learning_rate=cfg.rl_learning_rate, lora_r=cfg.rl_lora_r,
@@ -442,6 +463,7 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
                                               temperature=cfg.temperature, tasks=calib_ids), log)
     a = state.run("analyze", lambda: calibrate(cfg, store, out / "analysis"), log)
     specs = {name: arm_spec(name, Path(a["spec"]), out / "specs") for name in ARM_NAMES}
+    tasks = rl_tasks(cfg, c)
     evals: dict[str, list[dict[str, Any]]] = {"sft": []}
     trains: dict[str, list[dict[str, Any]]] = {}
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
@@ -449,7 +471,7 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
         for name in ARM_NAMES:
             tr = state.run(f"train/{name}/s{seed}", partial(train_arm, cfg, store, sft_model, specs[name],
                                                             out / "checkpoints" / f"{name}-s{seed}", out / "models",
-                                                            name, seed), log)
+                                                            name, seed, tasks), log)
             trains.setdefault(name, []).append(tr)
             ev = state.run(f"eval/{name}/s{seed}", partial(evaluate, cfg, store, tr["model"], f"{name}-s{seed}", seed),
                            log)
@@ -469,6 +491,7 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
                                          for e in evals["sft"]]),
         "informative_share": _mean([t["informative_share"] for ts in trains.values() for t in ts]),
         "calibration_informative_share": c["informative_share"],
+        "rl_tasks": tasks,
         "arms": {name: {k: v for k, v in arms[name].items() if k != "curves"} for name in ARM_NAMES},
         "seeds": cfg.seeds,
         "seconds": round(sum(v["seconds"] for v in state.data.values()), 1),  # every stage, across resumes
