@@ -172,7 +172,7 @@ def _jsonable(x: Any) -> Any:
 def _split_ids(split: str, limit: int | None = None, families: tuple[str, ...] | None = None) -> list[str]:
     """Task ids of a split; with ``limit``, that many taken round-robin over the task families, so a
     small budget still sees every kind of request it can."""
-    from calib.envs.base import load_domain
+    from calib.envs import load_domain
     from calib.envs.splits import split_task_ids
 
     dom = load_domain(DOMAIN)
