@@ -246,8 +246,13 @@ def test_one_pass_gives_the_same_update_as_micro_batches(tmp_path, spec_file, tr
     one_pass = load_file(tmp_path / "out" / "adapter" / "adapter_model.safetensors")
     micro = load_file(trained["work"] / "out" / "checkpoint-1" / "adapter_model.safetensors")
     assert one_pass.keys() == micro.keys()
+    # Adam's first step moves a weight by lr * g / (|g| + eps): +-lr wherever |g| >> eps, so the
+    # float rounding of a different pass layout shows only where |g| is near eps (measured: 26 of
+    # 2.4M weights, by at most 1.2% of lr).
+    lr = 1e-4
+    assert max(float(v.abs().max()) for k, v in micro.items() if "lora_B" in k) > 0.5 * lr
     for k in one_pass:
-        np.testing.assert_allclose(one_pass[k].numpy(), micro[k].numpy(), atol=1e-7, rtol=1e-3)
+        np.testing.assert_allclose(one_pass[k].numpy(), micro[k].numpy(), atol=0.02 * lr, rtol=0)
     first = lambda d: next(h["loss"] for h in json.loads((d / "trainer_state.json").read_text())["log_history"]
                            if "loss" in h)
     assert first(tmp_path / "out" / "checkpoint-1") == pytest.approx(
