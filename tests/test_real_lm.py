@@ -187,7 +187,7 @@ def _shipped_warm_start(skip_or_fail) -> str:
     return str(WARM_START)
 
 
-@pytest.mark.xdist_group("real_lm_runs")
+@pytest.mark.xdist_group("real_lm_held_out")  # its own group: the two minutes-long runs go to both workers
 def test_shipped_warm_start_calls_tools_and_is_informative_on_held_out_tasks(tmp_path, monkeypatch, skip_or_fail,
                                                                                tiny_model_dir):
     """The SFT stage's model (data/warmstart, exported by scripts/make_warmstart.py from the full run)
