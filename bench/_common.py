@@ -6,6 +6,7 @@ import argparse
 import json
 import operator
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,23 @@ def add_store_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the store here and keep it")
 
 
-def build_store(work: Path, args: argparse.Namespace):
-    """A store of synthetic airline-like episodes (``calib.synthetic``) in ``work/store``,
-    reused when it already holds episodes (``--keep``). Returns ``(store, n_episodes, seconds)``."""
-    from calib.store import Store
+def bench_records(n_eps: int, group_size: int = 8, chatter: float = 3.5) -> Iterator[dict[str, Any]]:
+    """The benches' episodes: ``calib.synthetic.synthetic_records``, seed 0, groups of ``group_size``,
+    ``chatter`` extra lookups per episode (about 10 turns). The ingest and analyze benches read the
+    same records."""
     from calib.synthetic import synthetic_records
 
+    return synthetic_records(max(1, n_eps // group_size), group_size, seed=0, chatter=chatter)
+
+
+def build_store(work: Path, args: argparse.Namespace):
+    """A store of the benches' episodes (``bench_records``) in ``work/store``, reused when it already
+    holds episodes (``--keep``). Returns ``(store, n_episodes, seconds)``."""
+    from calib.store import Store
+
     n_eps = 2_000 if args.quick else args.episodes
-    n_groups = max(1, n_eps // args.group_size)
     t0 = time.perf_counter()
     store = Store(work / "store")
     if store.count("episodes") == 0:
-        store.add_episodes(synthetic_records(n_groups, args.group_size, seed=0, chatter=args.chatter), source="bench")
+        store.add_episodes(bench_records(n_eps, args.group_size, args.chatter), source="bench")
     return store, n_eps, time.perf_counter() - t0

@@ -37,15 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import figure_line
+from _common import bench_records, figure_line
 
 
 def _generate(path: Path, n: int) -> int:
-    from calib.synthetic import synthetic_episodes
-
+    """The analyze bench's episodes (``bench_records``), written as native JSONL."""
     turns = 0
     with open(path, "w", encoding="utf-8") as f:
-        for ep in synthetic_episodes(n, seed=0, turns_mean=10):
+        for ep in bench_records(n):
             turns += sum(1 for m in ep["messages"] if m["role"] == "assistant")
             f.write(json.dumps(ep) + "\n")
     return turns

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_records
 from calib.store import Store
 
 runner = CliRunner()
@@ -28,7 +28,7 @@ def w(tmp_path_factory) -> dict[str, Path]:
     """The world of paths the matrix names with {key}."""
     root = tmp_path_factory.mktemp("cli-errors")
     good = root / "good.jsonl"
-    good.write_text("".join(json.dumps(e) + "\n" for e in synthetic_episodes(16, seed=5)))
+    good.write_text("".join(json.dumps(e) + "\n" for e in synthetic_records(2, 8, seed=5)))
     store = root / "store"
     Store(store).add_episodes([json.loads(x) for x in good.read_text().splitlines()], source=str(good))
     (root / "empty.jsonl").write_text("")

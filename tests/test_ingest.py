@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from calib.cli import app
 from calib.ingest import ingest_file
-from calib.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_records
 from calib.records import canonical_json, normalize_episode
 from calib.store import Store
 from calib.store.ops import export, query
@@ -275,7 +275,7 @@ def test_chat_jsonl_groups_by_prompt(tmp_path: Path):
 def test_sigkill_midway_leaves_nothing_and_rerun_completes(tmp_path: Path):
     src = tmp_path / "big.jsonl"
     n = 3000
-    _write_jsonl(src, list(synthetic_episodes(n, seed=3, turns_mean=6)))
+    _write_jsonl(src, list(synthetic_records(n // 8, 8, seed=3)))
     store = tmp_path / "store"
     env = {**os.environ, "CALIB_INGEST_CHUNK": "100"}
     proc = subprocess.Popen([sys.executable, "-m", "calib", "ingest", str(src), "--store", str(store)],

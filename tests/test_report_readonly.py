@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_records
 from calib.store import Store
 
 
@@ -23,7 +23,7 @@ def _snapshot(root: Path) -> dict[str, int]:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     st = Store(tmp_path / "store")
-    st.add_episodes(list(synthetic_episodes(24, seed=3)), source="x")
+    st.add_episodes(list(synthetic_records(3, 8, seed=3)), source="x")
     return st
 
 

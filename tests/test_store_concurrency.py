@@ -17,12 +17,13 @@ import socket
 import subprocess
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import pytest
 
 from calib.errors import StoreError
-from calib.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_records
 from calib.store import Store
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "store_worker.py"
@@ -31,8 +32,8 @@ TIMEOUT = 240
 
 def _write(path: Path, n: int, seed: int) -> Path:
     with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(ep) + "\n" for ep in synthetic_episodes(n, seed=seed, run_id=f"run{seed}",
-                                                                        turns_mean=3))
+        f.writelines(json.dumps(ep) + "\n" for ep in islice(synthetic_records(-(-n // 4), 4, seed=seed,
+                                                                                run_id=f"run{seed}"), n))
     return path
 
 
@@ -138,12 +139,12 @@ def test_read_only_opens_delete_nothing_and_foreign_ingests_wait_for_the_timeout
     (staging / "dead.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 7}))
     Store(store, create=False).count()
     assert {p.name for p in staging.iterdir()} == {"foreign", "foreign.lock", "dead", "dead.lock"}
-    Store(store).add_episodes(list(synthetic_episodes(2, seed=1)), source="x")  # a writer cleans up
+    Store(store).add_episodes(list(synthetic_records(1, 2, seed=1, run_id="x")), source="x")  # a writer cleans up
     assert {p.name for p in staging.iterdir()} == {"foreign", "foreign.lock"}  # another host's: not yet
     old = time.time() - 7 * 24 * 3600
     for p in ("foreign", "foreign.lock"):
         os.utime(staging / p, (old, old))
-    Store(store).add_episodes(list(synthetic_episodes(2, seed=2)), source="y")
+    Store(store).add_episodes(list(synthetic_records(1, 2, seed=2, run_id="y")), source="y")
     assert list(staging.iterdir()) == []
 
 
@@ -164,7 +165,7 @@ def test_side_table_and_signal_names_are_checked(tmp_path: Path, name: str):
     import pandas as pd
 
     st = Store(tmp_path / "store")
-    st.add_episodes(list(synthetic_episodes(2, seed=1)), source="x")
+    st.add_episodes(list(synthetic_records(1, 2, seed=1)), source="x")
     with pytest.raises(StoreError, match="invalid"):
         st.drop_signal(name)
     with pytest.raises(StoreError, match="invalid"):
@@ -197,7 +198,7 @@ def test_overlapping_writers_same_id_different_content_is_quarantined_at_commit(
     under the commit lock, skips the identical episode and quarantines the one whose id now holds
     different content."""
     st = Store(tmp_path / "store")
-    a, b = list(synthetic_episodes(2, seed=1, run_id="r"))
+    a, b = list(synthetic_records(1, 2, seed=1, run_id="r"))
     w1, w2 = st.begin_ingest(source="one"), st.begin_ingest(source="two")
     changed = {**b, "outcome": 1.0 - float(b["outcome"]), "episode_id": "same-id"}
     for w, recs in ((w1, [a, {**b, "episode_id": "same-id"}]), (w2, [a, changed])):

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.synthetic import synthetic_episodes
+from calib.synthetic import synthetic_records
 from calib.store import Store
 
 SECRET = "TOPSECRET-7f3a9c"
@@ -52,7 +52,7 @@ ESCAPES = [
 @pytest.fixture
 def world(tmp_path: Path):
     store = Store(tmp_path / "store")
-    store.add_episodes(list(synthetic_episodes(8, seed=1)), source="x")
+    store.add_episodes(list(synthetic_records(1, 8, seed=1)), source="x")
     out = tmp_path / "outside"
     out.mkdir()
     secret = out / "secret"

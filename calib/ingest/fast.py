@@ -13,11 +13,14 @@ is still ingested exactly as before. The fast shape (anything else is "not eligi
 
 - a JSON object with only the native keys (no ``reward`` alias), a line under 1,000,000 bytes (so no
   string can exceed ``MAX_STRING``), no ``\\u0000``-``\\u001f`` escapes (DuckDB and Python write those
-  in different hex case) and no NaN/Infinity;
+  in different hex case) and nothing that DuckDB's JSON reader accepts and Python's ``json`` rejects
+  (a trailing comma, a bare nan/inf: ``LENIENT_RE``; the per-record path quarantines those lines);
 - string ids (``task_id`` required), an integer ``iteration``, a number ``outcome`` (|x| < 1e15), a
-  boolean or absent ``success``, ``status`` ok/error, a flat ``info`` object (scalar values);
+  boolean or absent ``success``, ``status`` ok/error, an ``info`` object (a flat one is made canonical
+  in SQL, a nested one, as calib's own rollouts write, in Python: ``nested_info``);
 - messages with the four roles and string/null contents; assistant tool calls in OpenAI form (arguments
-  a JSON string) or native form (arguments an object), each with a string id and flat arguments, each
+  a JSON string, or a string that is not JSON at all: the call keeps it with ``parse_error`` and the
+  turn is ``invalid``) or native form (arguments an object), each with a string id and flat arguments, each
   answered by the tool message right after it, in order, with that ``tool_call_id``; no ``invalid``
   flag and no calls on user messages;
 - expected actions ``{name, arguments}`` with flat arguments; the catalogue's schemas for the tools
@@ -43,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calib.records import canonical_json
 from calib.sqlutil import sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue
@@ -61,6 +65,10 @@ TYPED = {"episode_id": "VARCHAR", "run_id": "VARCHAR", "iteration": "BIGINT", "t
 _KINDS = {"string": ["string"], "integer": ["integer"], "number": ["integer", "float"], "boolean": ["boolean"],
           "null": ["null"], "array": [], "object": []}
 _ALL_KINDS = ["string", "integer", "float", "boolean", "null"]
+# JSON that DuckDB's reader accepts and Python's json rejects: a trailing comma, a bare nan/inf (any
+# case). A line (or a call's arguments) where this matches, even inside a string, takes the
+# per-record path, which quarantines it (or keeps the call with parse_error) as Python's json decides.
+LENIENT_RE = r"[:,\[]\s*[-+]?(?i:nan|inf|infinity)\b|,\s*[\]}]"
 
 
 # ----------------------------------------------------------------------------- catalogue as tables
@@ -138,13 +146,17 @@ CREATE OR REPLACE TEMP MACRO c_kind(t, v) AS CASE
     WHEN t = 'DOUBLE' THEN CASE WHEN v::DOUBLE = trunc(v::DOUBLE) AND abs(v::DOUBLE) < 9007199254740992
                                 THEN 'integer' ELSE 'float' END
     ELSE 'nested' END;
--- (key, value, json type) of an object's entries, keys sorted as Python's sort_keys sorts them
+-- (key, value, json type) of an object's entries, keys sorted as Python's sort_keys sorts them; a key
+-- that a path cannot name (a quote, a backslash) gets no value and type 'KEY' (flat_ok is false then)
 CREATE OR REPLACE TEMP MACRO kv(o) AS list_transform(list_sort(json_keys(o)),
-    lambda k: {'k': k, 'v': json_extract(o, '$."' || k || '"'), 't': json_type(o, '$."' || k || '"')});
+    lambda k: CASE WHEN regexp_full_match(k, '[A-Za-z0-9_ .:/@-]*')
+                   THEN {'k': k, 'v': json_extract(o, '$."' || k || '"'), 't': json_type(o, '$."' || k || '"')}
+                   ELSE {'k': k, 'v': NULL::JSON, 't': 'KEY'} END);
 -- a flat object: no duplicate keys, keys a path can name, scalar values only
 CREATE OR REPLACE TEMP MACRO flat_ok(p) AS
     len(p) = len(list_distinct(list_transform(p, lambda x: x.k)))
-    AND len(list_filter(p, lambda x: x.t IN ('OBJECT', 'ARRAY') OR NOT regexp_full_match(x.k, '[A-Za-z0-9_ .:/@-]*'))) = 0;
+    AND len(list_filter(p, lambda x: x.t IN ('OBJECT', 'ARRAY') OR NOT regexp_full_match(x.k, '[A-Za-z0-9_ .:/@-]*')
+                                     OR coalesce(x.t = 'DOUBLE' AND isinf(try_cast(x.v AS DOUBLE)), false))) = 0;
 -- canonical text (records.canonical_json): whole doubles as integers, as records._norm_value does
 CREATE OR REPLACE TEMP MACRO c_flat(p) AS
     '{' || array_to_string(list_transform(p, lambda x: to_json(x.k)::VARCHAR || ':' || CASE
@@ -160,18 +172,17 @@ _EPISODES = r"""
 CREATE OR REPLACE TEMP TABLE _e0 AS
 SELECT line, j, try(json_structure(j)) AS st FROM _raw
 WHERE length(j) < {max_line} AND left(ltrim(j), 1) = '{{'
-  AND NOT (contains(j, '\u000') OR contains(j, '\u001') OR contains(j, 'NaN') OR contains(j, 'Infinity'));
+  AND NOT (contains(j, '\u000') OR contains(j, '\u001') OR regexp_matches(j, {lenient}));
 
 CREATE OR REPLACE TEMP TABLE _s AS  -- the type checks, once per distinct structure
 SELECT st, coalesce(
-    st::VARCHAR NOT LIKE '%"JSON"%'
+    json_merge_patch(st, '{{"info": null}}')::VARCHAR NOT LIKE '%"JSON"%'
     AND list_has_all({top_keys}, json_keys(st))
     AND coalesce(x[1], 'VARCHAR') IN ('VARCHAR', 'NULL') AND coalesce(x[2], 'VARCHAR') IN ('VARCHAR', 'NULL')
     AND coalesce(x[3], 'BIGINT') IN ('BIGINT', 'UBIGINT') AND x[4] = 'VARCHAR'
     AND coalesce(x[5], 'VARCHAR') IN ('VARCHAR', 'NULL') AND coalesce(x[6], 'VARCHAR') IN ('VARCHAR', 'NULL')
     AND x[7] IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND coalesce(x[8], 'BOOLEAN') IN ('BOOLEAN', 'NULL')
     AND coalesce(x[9], 'VARCHAR') = 'VARCHAR'
-    AND coalesce(json_type(st, '$.info'), 'NULL') IN ('OBJECT', 'NULL')
     AND json_type(st, '$.messages') = 'ARRAY' AND json_type(st, '$.messages[0]') = 'OBJECT'
     AND list_has_all(['role', 'content', 'tool_calls', 'tool_call_id', 'name'], json_keys(st, '$.messages[0]'))
     AND x[10] = 'VARCHAR' AND coalesce(x[11], 'NULL') IN ('VARCHAR', 'NULL')
@@ -217,8 +228,16 @@ SELECT line, i, c, nc, tc.id, coalesce(tc.function.name, tc.name) AS name,
        tc.function IS NOT NULL AS fn, tc.name IS NOT NULL OR tc.arguments IS NOT NULL AS native,
        CASE WHEN tc.function IS NOT NULL THEN
                  (CASE WHEN json_valid(tc.function.arguments) AND json_type(tc.function.arguments) = 'OBJECT'
+                       AND NOT regexp_matches(tc.function.arguments, {lenient})
                        THEN json(tc.function.arguments) END)
-            WHEN json_type(tc.arguments) = 'OBJECT' THEN tc.arguments END AS args
+            WHEN json_type(tc.arguments) = 'OBJECT' THEN tc.arguments END AS args,
+       -- not JSON to DuckDB (which is more lenient than Python's json, except for \u escapes of lone
+       -- surrogates, hence no \u), and not blank to Python's str.strip (it starts with a visible ASCII
+       -- character): Python's json fails on it too, and the call is kept with parse_error
+       coalesce(tc.function IS NOT NULL AND NOT json_valid(tc.function.arguments)
+                AND regexp_matches(tc.function.arguments, '^[!-~]') AND NOT contains(tc.function.arguments, '\u'),
+                false) AS perr,
+       tc.function.arguments AS raw
 FROM (SELECT line, i, unnest(tool_calls) AS tc, generate_subscripts(tool_calls, 1) - 1 AS c, len(tool_calls) AS nc
       FROM _m WHERE role = 'assistant' AND len(tool_calls) > 0);
 
@@ -230,26 +249,30 @@ WITH a AS (
     SELECT args, p, c_flat(p) AS args_text, flat_ok(p) AS flat
     FROM (SELECT args, kv(args) AS p FROM (SELECT DISTINCT args FROM _c WHERE args IS NOT NULL))
 )
-SELECT line, i, c, nc, id, name, a.p, a.args_text,
-       coalesce(id IS NOT NULL AND length(name) > 0 AND _c.args IS NOT NULL AND a.flat AND NOT (fn AND native), false)
-       AS ok
+SELECT line, i, c, nc, id, name, a.p, a.args_text, perr, raw,
+       coalesce(id IS NOT NULL AND length(name) > 0 AND (perr OR (_c.args IS NOT NULL AND a.flat))
+                AND NOT (fn AND native), false) AS ok
 FROM _c LEFT JOIN a ON _c.args = a.args;
 
 -- message-level checks and canonical text
 CREATE OR REPLACE TEMP TABLE _mc AS
 WITH call AS (
-    SELECT line, i, c, nc, ok, '{{"arguments":' || args_text || ',"id":' || to_json(id)::VARCHAR || ',"name":'
-                               || to_json(name)::VARCHAR || '}}' AS call_json
+    SELECT line, i, c, nc, ok, perr,
+           '{{"arguments":' || CASE WHEN perr THEN to_json(raw)::VARCHAR ELSE args_text END || ',"id":'
+           || to_json(id)::VARCHAR || ',"name":' || to_json(name)::VARCHAR
+           || CASE WHEN perr THEN ',"parse_error":true}}' ELSE '}}' END AS call_json
     FROM _cc
 ), calls AS (  -- most messages make one call: no ordered aggregate for those (it is the costly part)
-    SELECT line, i, 1 AS n, ok, '[' || call_json || ']' AS calls_json FROM call WHERE nc = 1
+    SELECT line, i, 1 AS n, ok, perr AS invalid, '[' || call_json || ']' AS calls_json FROM call WHERE nc = 1
     UNION ALL
-    SELECT line, i, count(*) AS n, bool_and(ok) AS ok, '[' || string_agg(call_json, ',' ORDER BY c) || ']' AS calls_json
+    SELECT line, i, count(*) AS n, bool_and(ok) AS ok, bool_or(perr) AS invalid,
+           '[' || string_agg(call_json, ',' ORDER BY c) || ']' AS calls_json
     FROM call WHERE nc > 1 GROUP BY line, i
 ), owner AS (  -- each call's tool message comes right after it, in order, with its id
     SELECT cc.line, cc.i + 1 + cc.c AS i, cc.id, cc.name AS call_name FROM _cc cc
 )
 SELECT m.line, m.i, m.role, m.content, coalesce(calls.n, 0) AS n_calls, calls.calls_json,
+       coalesce(calls.invalid, false) AS invalid,
        coalesce(m.role IN ('system', 'user', 'assistant', 'tool')
        AND (m.role = 'assistant' OR coalesce(len(m.tool_calls), 0) = 0)
        AND (m.role <> 'tool' OR (o.call_name IS NOT NULL AND m.tcid = o.id))
@@ -299,10 +322,12 @@ WITH msg AS (
         t.r.policy AS policy, t.r.outcome AS outcome, t.r.success AS success0, coalesce(t.r.status, 'ok') AS status,
         CASE WHEN t.info_j IS NULL OR json_type(t.info_j) = 'NULL' THEN '{{}}'
              WHEN flat_ok(t.info_p) THEN c_flat(t.info_p) END AS info,
+        -- nested info (lists, objects): its text, made canonical in Python (nested_info)
+        CASE WHEN json_type(t.info_j) = 'OBJECT' AND NOT flat_ok(t.info_p) THEN t.info_j::VARCHAR END AS info_raw,
         coalesce(ea.canon, '[]') AS expected_actions, msg.n_canon, msg.n_asst,
         coalesce(t.r.task_id IS NOT NULL AND abs(t.r.outcome) < 1e15 AND coalesce(t.r.status, 'ok') IN ('ok', 'error')
         AND (t.iteration_type IS NULL OR t.r.iteration IS NOT NULL)
-        AND (t.info_j IS NULL OR json_type(t.info_j) = 'NULL' OR flat_ok(t.info_p))
+        AND (t.info_j IS NULL OR json_type(t.info_j) IN ('NULL', 'OBJECT'))
         AND coalesce(ea.ok, true)
         AND coalesce(msg.n, 0) > 0 AND msg.ok AND msg.paired
         AND (msg.n_asst > 0 OR t.r.status = 'error'), false) AS eligible
@@ -315,12 +340,13 @@ SELECT *, coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task
        -- of the long text); concat, not ||: every part is non-NULL here
        concat('{{"expected_actions":', expected_actions,
            ',"group_id":', to_json(coalesce(group_id0, run_id || '/' || iteration::VARCHAR || '/' || task_id))::VARCHAR,
-           ',"info":', info, ',"iteration":', iteration::VARCHAR, ',"messages":') AS hash_head,
+           ',"info":') AS hash_pre,
+       concat(',"iteration":', iteration::VARCHAR, ',"messages":') AS hash_mid,
        concat(',"outcome":', outcome::VARCHAR, ',"policy":', coalesce(to_json(policy)::VARCHAR, 'null'),
            ',"run_id":', to_json(run_id)::VARCHAR, ',"status":', to_json(status)::VARCHAR,
            ',"success":', (CASE WHEN coalesce(success0, outcome >= 1.0 - 1e-9) THEN 'true' ELSE 'false' END),
            ',"task_id":', to_json(task_id)::VARCHAR, '}}') AS hash_tail
-FROM e WHERE eligible AND n_canon > 0 AND info IS NOT NULL;
+FROM e WHERE eligible AND n_canon > 0;
 """
 
 _TURNS = r"""
@@ -329,7 +355,7 @@ _TURNS = r"""
 -- (turn_texts), where a sort of the messages replaces a window and an ordered aggregate
 CREATE OR REPLACE TEMP TABLE _t AS
 WITH first_call AS (
-    SELECT cc.line, cc.i, cc.name, cc.p, cc.args_text, list_transform(cc.p, lambda x: x.k) AS keys
+    SELECT cc.line, cc.i, cc.name, cc.p, cc.args_text, cc.perr, cc.raw, list_transform(cc.p, lambda x: x.k) AS keys
     FROM _cc cc SEMI JOIN _ep USING (line) WHERE cc.c = 0
 ), bad_key AS (  -- schema checks of the first call's arguments, key by key
     SELECT f.line, f.i,
@@ -340,11 +366,12 @@ WITH first_call AS (
     GROUP BY f.line, f.i
 )
 SELECT m.line, m.i::INTEGER AS msg_idx,
-       CASE WHEN m.n_calls > 0 THEN 'tool_call' ELSE 'message' END AS kind,
-       fc.name AS tool_name, fc.args_text AS tool_args, m.n_calls::INTEGER AS n_tool_calls,
+       CASE WHEN m.invalid THEN 'invalid' WHEN m.n_calls > 0 THEN 'tool_call' ELSE 'message' END AS kind,
+       fc.name AS tool_name, CASE WHEN fc.perr THEN fc.raw ELSE fc.args_text END AS tool_args,
+       m.n_calls::INTEGER AS n_tool_calls,
        CASE WHEN m.n_calls > 1 THEN m.calls_json END AS tool_calls,
        CASE WHEN fc.name IS NOT NULL THEN tl.is_write END AS is_write,
-       CASE WHEN m.n_calls = 0 THEN false ELSE
+       CASE WHEN m.invalid THEN true WHEN m.n_calls = 0 THEN false ELSE
             ({has_names} AND NOT coalesce(tl.known, false))
             OR coalesce(tl.has_schema AND (NOT list_has_all(fc.keys, tl.required)
                         OR (tl.forbid_extra AND NOT list_has_all(tl.allowed, fc.keys))
@@ -467,10 +494,26 @@ def turn_texts(turns: pa.Table, msgs: pa.Table) -> pa.Table:
     return pa.table(cols)
 
 
+def nested_info(info: pa.ChunkedArray, raw: pa.ChunkedArray) -> pa.Array:
+    """``info`` with the nested ones (NULL there, their text in ``raw``) made canonical as
+    ``records.canonical_json`` makes them. Why Python: the canonical text of any JSON value (sorted
+    keys at every depth, whole numbers as integers) is one call here and a recursion SQL does not
+    have; calib's own rollouts carry nested info (per-turn progress, the reward's details)."""
+    out = info.to_pylist()
+    for k, text in enumerate(raw.to_pylist()):
+        if out[k] is None:
+            out[k] = canonical_json(json.loads(text))
+    return pa.array(out, pa.string())
+
+
 def _with_hashes(eps: pa.Table) -> pa.Table:
-    """``content_hash`` from ``hash_head``/``messages``/``hash_tail``; the default episode id is the hash."""
-    h = content_hashes(eps["hash_head"], eps["messages"], eps["hash_tail"])
-    eps = eps.drop_columns(["hash_head", "hash_tail"]).append_column("content_hash", h)
+    """``content_hash`` from ``hash_pre``/``info``/``hash_mid``/``messages``/``hash_tail``; the default
+    episode id is the hash."""
+    info = nested_info(eps["info"], eps["info_raw"])
+    eps = eps.set_column(eps.schema.get_field_index("info"), "info", info)
+    head = pc.binary_join_element_wise(eps["hash_pre"], info, eps["hash_mid"], "")
+    h = content_hashes(head, eps["messages"], eps["hash_tail"])
+    eps = eps.drop_columns(["info_raw", "hash_pre", "hash_mid", "hash_tail"]).append_column("content_hash", h)
     i = eps.schema.get_field_index("episode_id")
     return eps.set_column(i, "episode_id", pc.coalesce(eps["episode_id"], h))
 
@@ -495,6 +538,7 @@ class FastNative:
         self.con.execute(_MACROS)
         top = "[" + ", ".join(f"'{k}'" for k in TOP_KEYS) + "]"
         self.episodes_sql = _EPISODES.format(max_line=MAX_LINE_BYTES, typed=sql_literal(json.dumps(TYPED)), top_keys=top,
+                                             lenient=sql_literal(LENIENT_RE),
                                              cli_run=sql_literal(cli_run), default_run=sql_literal(default_run))
         self.turns_sql = _TURNS.format(has_names="true" if catalogue.tool_names else "false")
 
@@ -530,7 +574,8 @@ class FastNative:
             self.con.execute(self.turns_sql)
             eps = self.con.sql(
                 "SELECT line, episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
-                "n_asst::INTEGER AS n_turns, expected_actions, info, hash_head, hash_tail FROM _ep ORDER BY line"
+                "n_asst::INTEGER AS n_turns, expected_actions, info, info_raw, hash_pre, hash_mid, hash_tail "
+                "FROM _ep ORDER BY line"
             ).to_arrow_table()
             msgs = _sorted(self.con.sql("SELECT line, i, role, content, canon FROM _mc SEMI JOIN _ep USING (line)")
                            .to_arrow_table(), "i")
