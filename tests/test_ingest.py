@@ -11,16 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from calib.cli import app
 from calib.ingest import ingest_file
-from calib.synthetic import synthetic_records
 from calib.records import canonical_json, normalize_episode
 from calib.store import Store
 from calib.store.ops import export, query
+from calib.synthetic import synthetic_records
 
 runner = CliRunner()
 
@@ -300,3 +301,25 @@ def test_sigkill_midway_leaves_nothing_and_rerun_completes(tmp_path: Path):
     assert not any((store / "_staging").iterdir())  # the next writer removed the dead ingest's folder
     assert st_.count() == n
     assert query(st_, "SELECT count(DISTINCT episode_id) AS d FROM episodes").d[0] == n
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])  # elements cross chunk boundaries, or all in one chunk
+def test_json_array_reader_lines_and_errors(tmp_path: Path, chunk: int):
+    from calib.ingest.readers import iter_json_array
+
+    def read(data: bytes) -> list:
+        (tmp_path / "a.json").write_bytes(data)
+        return [(line, obj, err and err.split(" (")[0].split(":")[0]) for line, obj, err, _ in
+                iter_json_array(tmp_path / "a.json", chunk_size=chunk)]
+
+    good = b'[\n  {"a": 1,\n   "b": "x"},\n\n  {"c": [1, 2]}\n]\n'
+    assert read(good) == [(2, {"a": 1, "b": "x"}, None), (5, {"c": [1, 2]}, None)]
+    assert read(b"") == [(1, None, "empty file")]
+    assert read(b'  {"a": 1}') == [(1, None, "expected a JSON array of results")]
+    assert read(b'[{"a": 1},\n{"b": 2}') == [(1, {"a": 1}, None), (2, {"b": 2}, None),
+                                              (2, None, "truncated JSON")]
+    assert read(b'[{"a": 1}\n{"b": 2}]') == [(1, {"a": 1}, None), (2, None, "invalid JSON")]
+    assert read(b'[{"a": 1},\n{"b": oops}]') == [(1, {"a": 1}, None), (2, None, "invalid JSON")]
+    bad_utf8 = b'[{"a": 1},\n' + b'{"b": "' + b"x" * 20 + b'\xff"}]'
+    got = read(bad_utf8)
+    assert got[-1][1:] == (None, "file is not valid UTF-8") and got[-1][0] in (1, 2)

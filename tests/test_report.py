@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from calib.synthetic import synthetic_records
 from calib.cli import app
 from calib.errors import CalibError
 from calib.report import ReportConfig, build_report, write_report
 from calib.report.gather import analysis_for_store
 from calib.report.safe import content_security_policy, json_for_script, plain, script_hash
 from calib.store import Store
+from calib.synthetic import synthetic_records
 
 SECTIONS = ("summary", "signals", "tiers", "diagnostics", "forest", "positions", "distributions", "advantages", "history", "spec", "episodes")
 PAYLOADS = (

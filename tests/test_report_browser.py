@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calib.synthetic import synthetic_records
 from calib.report import write_report
 from calib.report.browser import Chromium, find_chromium
 from calib.store import Store
+from calib.synthetic import synthetic_records
 
 # One worker under pytest-xdist: the module-scoped browser and report are started once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_browser")]

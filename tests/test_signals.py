@@ -10,7 +10,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from calib.synthetic import synthetic_records
 from calib.errors import CalibError, UsageError
 from calib.records import normalize_episode
 from calib.signals import BUILTIN_SIGNALS, episode_signals
@@ -19,6 +18,7 @@ from calib.signals.compute import compute_signals
 from calib.signals.matching import call_key
 from calib.signals.registry import available_signals, resolve_signal
 from calib.store import Store
+from calib.synthetic import synthetic_records
 from calib.tools import airline_catalogue
 
 CAT = airline_catalogue()

@@ -152,15 +152,7 @@ def tokenize_episode(
     did comes from ``generated_ids``, else from ``stopped[k]``, else is assumed.
     """
     n_turns = sum(1 for m in messages if m.get("role") == "assistant")
-    eos_ids = _eos_ids(tokenizer)
-    eos_flags = []
-    for k in range(n_turns):
-        if generated_ids is not None and k < len(generated_ids) and generated_ids[k]:
-            eos_flags.append(int(generated_ids[k][-1]) in eos_ids)
-        elif stopped is not None and k < len(stopped):
-            eos_flags.append(bool(stopped[k]))
-        else:
-            eos_flags.append(True)
+    eos_flags = _eos_flags(tokenizer, n_turns, generated_ids, stopped)
     to_template = to_template or default_to_template(tokenizer)
     tmsgs, ttools = to_template(training_messages(messages, raw_texts), tools)
     full = _render(tokenizer, tmsgs, ttools, generation_prompt=False)
@@ -168,17 +160,48 @@ def tokenize_episode(
 
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(enc["input_ids"])
-    offsets = enc["offset_mapping"]
-    tok_end = [e for _, e in offsets]
-    tok_start = [s for s, _ in offsets]
-
     if not turns:
         return EpisodeTokens(prompt_ids=ids, completion_ids=[], spans=[], env_mask=[], texts=[])
+    tok_spans = _token_spans(tokenizer, ids, enc["offset_mapping"], turns)
+    first = tok_spans[0][0]
+    completion, spans, drift = _splice_generated(tokenizer, ids, tok_spans, generated_ids)
+    env_mask = [0] * len(completion)
+    for s, e in spans:
+        env_mask[s:e] = [1] * (e - s)
+    return EpisodeTokens(
+        prompt_ids=ids[:first],
+        completion_ids=completion,
+        spans=spans,
+        env_mask=env_mask,
+        texts=[t for _, _, t in turns],
+        drift_turns=drift,
+    )
 
-    # Token span of each turn: from the first token that ends after the turn's first character to
-    # the first token that starts at or after its last character; then the decode check.
+
+def _eos_flags(tokenizer: Any, n_turns: int, generated_ids: Sequence[Sequence[int] | None] | None,
+               stopped: Sequence[bool] | None) -> list[bool]:
+    """Whether each turn ended with an end-of-turn token: from its sampled ids, else ``stopped``, else yes."""
+    eos_ids = _eos_ids(tokenizer)
+    flags = []
+    for k in range(n_turns):
+        if generated_ids is not None and k < len(generated_ids) and generated_ids[k]:
+            flags.append(int(generated_ids[k][-1]) in eos_ids)
+        elif stopped is not None and k < len(stopped):
+            flags.append(bool(stopped[k]))
+        else:
+            flags.append(True)
+    return flags
+
+
+def _token_spans(tokenizer: Any, ids: list[int], offsets: Sequence[tuple[int, int]],
+                 turns: Sequence[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """Token span of each turn: from the first token that ends after the turn's first character to
+    the first token that starts at or after its last character; then the decode check (a token that
+    crosses a turn boundary would train the model on environment text, or miss some of its own)."""
     import bisect
 
+    tok_end = [e for _, e in offsets]
+    tok_start = [s for s, _ in offsets]
     tok_spans = []
     for k, (c0, c1, text) in enumerate(turns):
         t0 = bisect.bisect_right(tok_end, c0)
@@ -190,14 +213,19 @@ def tokenize_episode(
                 "a token crosses the turn boundary"
             )
         tok_spans.append((t0, t1))
+    return tok_spans
 
-    # Splice in the sampled ids, rebuilding the sequence left to right.
-    first = tok_spans[0][0]
-    prompt_ids = ids[:first]
+
+def _splice_generated(tokenizer: Any, ids: list[int], tok_spans: list[tuple[int, int]],
+                      generated_ids: Sequence[Sequence[int] | None] | None
+                      ) -> tuple[list[int], list[tuple[int, int]], int]:
+    """The completion (everything from the first turn on) rebuilt left to right with each turn's
+    sampled ids in place of its re-tokenised ids (the policy's logprobs are of the sampled ids);
+    returns it, the turns' spans in it, and how many turns' ids differed."""
     completion: list[int] = []
     spans: list[tuple[int, int]] = []
     drift = 0
-    cursor = first
+    cursor = tok_spans[0][0]
     for k, (t0, t1) in enumerate(tok_spans):
         completion += ids[cursor:t0]  # environment tokens before this turn
         turn_ids = ids[t0:t1]
@@ -211,17 +239,7 @@ def tokenize_episode(
         spans.append((len(completion), len(completion) + len(turn_ids)))
         completion += turn_ids
         cursor = t1
-    env_mask = [0] * len(completion)
-    for s, e in spans:
-        env_mask[s:e] = [1] * (e - s)
-    return EpisodeTokens(
-        prompt_ids=prompt_ids,
-        completion_ids=completion,
-        spans=spans,
-        env_mask=env_mask,
-        texts=[t for _, _, t in turns],
-        drift_turns=drift,
-    )
+    return completion, spans, drift
 
 
 def _eos_ids(tokenizer: Any) -> set[int]:

@@ -618,7 +618,7 @@ class _Tasks:
 
     # -- booking ---------------------------------------------------------------------------------
     def book(self, variant: str, ask_total: bool = False) -> None:
-        g, rng = self.g, self.rng
+        g = self.g
         if variant == "gift_card":
             user = g.pick_user(lambda u: bool(g.methods(u, "gift_card")))
         elif variant == "certificate":
@@ -632,29 +632,7 @@ class _Tasks:
         n = 2 if variant == "round_trip_pair" else 1
         me = {"first_name": user["name"]["first_name"], "last_name": user["name"]["last_name"], "dob": user["dob"]}
         passengers = [me] + user["saved_passengers"][: n - 1]
-        searches: list[dict[str, Any]] = []
-        for _ in range(2000):
-            if variant == "onestop":
-                a, b = rng.sample(sorted(g.flights), 2)
-                fa, fb = g.flights[a], g.flights[b]
-                date = rng.choice(FUTURE)
-                if (fa["destination"] != fb["origin"] or fb["destination"] == fa["origin"]
-                        or "+" in fa["scheduled_arrival_time_est"]
-                        or fa["scheduled_arrival_time_est"] > fb["scheduled_departure_time_est"]
-                        or not (g._bookable(a, date, n, cabin) and g._bookable(b, date, n, cabin))):
-                    continue
-                segs = [(a, date), (b, date)]
-                origin, dest = fa["origin"], fb["destination"]
-                searches = [self.act("search_onestop_flight", origin=origin, destination=dest, date=date)]
-                break
-            segs = g.trip(round_trip=variant in ("round_trip_pair", "bags"), when="future", cabin=cabin, n=n)
-            f0 = g.flights[segs[0][0]]
-            origin, dest = f0["origin"], f0["destination"]
-            searches = [self.act("search_direct_flight", origin=g.flights[x]["origin"],
-                                 destination=g.flights[x]["destination"], date=d) for x, d in segs]
-            break
-        else:
-            raise RuntimeError("airline-mini generator found no connection that fits; change the seed")
+        segs, origin, dest, searches = self._book_flights(variant, n, cabin)
         flights = [{"flight_number": x, "date": d} for x, d in segs]
         insurance = "yes" if variant == "round_trip_pair" else "no"
         allowance = FREE_BAGS[user["membership"]][cabin] * n
@@ -662,21 +640,7 @@ class _Tasks:
         nonfree = max(0, total_bags - allowance)
         total = sum(g.price(x, d, cabin) for x, d in segs) * n + (INSURANCE_FEE * n if insurance == "yes" else 0) \
             + BAG_FEE * nonfree
-        card = g.methods(user, "credit_card")[0]
-        if variant == "gift_card" and max(m["amount"] for m in g.methods(user, "gift_card")) >= total:
-            gift = max(g.methods(user, "gift_card"), key=lambda m: m["amount"])
-            payments = [{"payment_id": gift["id"], "amount": total}]
-            pay_text = f"Please use {_pay_text(gift)}."
-        elif variant == "certificate":
-            cert = max(g.methods(user, "certificate"), key=lambda m: m["amount"])
-            used = min(cert["amount"], total)
-            payments = [{"payment_id": cert["id"], "amount": used}]
-            if total > used:
-                payments.append({"payment_id": card["id"], "amount": total - used})
-            pay_text = f"Please use {_pay_text(cert)} first and {_pay_text(card)} for the rest."
-        else:
-            payments = [{"payment_id": card["id"], "amount": total}]
-            pay_text = f"Please use {_pay_text(card)}."
+        payments, pay_text = self._book_payment(variant, user, total)
         flight_type = "round_trip" if len(segs) == 2 and variant != "onestop" else "one_way"
         actions = [self.act("get_user_details", user_id=user["user_id"])] + searches + [
             self.act("book_reservation", user_id=user["user_id"], origin=origin, destination=dest,
@@ -705,6 +669,47 @@ class _Tasks:
                  f"insurance: {insurance}. {pay_text} Confirm when asked."
                  + (" Ask for the total price." if ask_total else ""),
                  facts)
+
+    def _book_flights(self, variant: str, n: int, cabin: str) -> tuple[list[tuple[str, str]], str, str, list[dict[str, Any]]]:
+        """Segments ``(flight, date)`` that have ``n`` seats in ``cabin``, the trip's origin and
+        destination, and the searches that find them (one one-stop search, or a direct search per leg)."""
+        g, rng = self.g, self.rng
+        for _ in range(2000):
+            if variant == "onestop":
+                a, b = rng.sample(sorted(g.flights), 2)
+                fa, fb = g.flights[a], g.flights[b]
+                date = rng.choice(FUTURE)
+                if (fa["destination"] != fb["origin"] or fb["destination"] == fa["origin"]
+                        or "+" in fa["scheduled_arrival_time_est"]
+                        or fa["scheduled_arrival_time_est"] > fb["scheduled_departure_time_est"]
+                        or not (g._bookable(a, date, n, cabin) and g._bookable(b, date, n, cabin))):
+                    continue
+                origin, dest = fa["origin"], fb["destination"]
+                return ([(a, date), (b, date)], origin, dest,
+                        [self.act("search_onestop_flight", origin=origin, destination=dest, date=date)])
+            segs = g.trip(round_trip=variant in ("round_trip_pair", "bags"), when="future", cabin=cabin, n=n)
+            f0 = g.flights[segs[0][0]]
+            return (segs, f0["origin"], f0["destination"],
+                    [self.act("search_direct_flight", origin=g.flights[x]["origin"],
+                              destination=g.flights[x]["destination"], date=d) for x, d in segs])
+        raise RuntimeError("airline-mini generator found no connection that fits; change the seed")
+
+    def _book_payment(self, variant: str, user: dict[str, Any], total: int) -> tuple[list[dict[str, Any]], str]:
+        """How the customer pays ``total``: a gift card that covers it, a certificate first and the card
+        for the rest, or the credit card; and how they say so."""
+        g = self.g
+        card = g.methods(user, "credit_card")[0]
+        if variant == "gift_card" and max(m["amount"] for m in g.methods(user, "gift_card")) >= total:
+            gift = max(g.methods(user, "gift_card"), key=lambda m: m["amount"])
+            return [{"payment_id": gift["id"], "amount": total}], f"Please use {_pay_text(gift)}."
+        if variant == "certificate":
+            cert = max(g.methods(user, "certificate"), key=lambda m: m["amount"])
+            used = min(cert["amount"], total)
+            payments = [{"payment_id": cert["id"], "amount": used}]
+            if total > used:
+                payments.append({"payment_id": card["id"], "amount": total - used})
+            return payments, f"Please use {_pay_text(cert)} first and {_pay_text(card)} for the rest."
+        return [{"payment_id": card["id"], "amount": total}], f"Please use {_pay_text(card)}."
 
     # -- other -----------------------------------------------------------------------------------
     def transfer(self, variant: str) -> None:

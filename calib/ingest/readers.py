@@ -49,83 +49,100 @@ def iter_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Item]:
     line where it starts in the file. A malformed element ends the array (JSON cannot resync
     reliably): the rest of the file is reported as one error at the line where decoding failed.
     """
-    with open(path, "rb") as fb:
-        f: IO[str]
-        try:
-            import io
+    import io
 
-            f = io.TextIOWrapper(fb, encoding="utf-8")
-            buf = f.read(chunk_size)
+    with open(path, "rb") as fb:
+        f = io.TextIOWrapper(fb, encoding="utf-8")
+        try:
+            scan = _ArrayScanner(f, f.read(chunk_size), chunk_size)
         except UnicodeDecodeError as e:
             yield 1, None, f"file is not valid UTF-8 ({e.reason})", None
             return
-        pos, line, eof = 0, 1, False
-
-        def more() -> bool:
-            nonlocal buf, pos, eof
-            if eof:
-                return False
-            try:
-                chunk = f.read(chunk_size)
-            except UnicodeDecodeError as e:
-                eof = True
-                raise _Utf8Error(str(e.reason)) from None
-            if not chunk:
-                eof = True
-                return False
-            buf = buf[pos:] + chunk
-            pos = 0
-            return True
-
-        def skip_ws() -> None:
-            nonlocal pos, line
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n":
-                    if buf[pos] == "\n":
-                        line += 1
-                    pos += 1
-                if pos < len(buf) or not more():
-                    return
-
         try:
-            skip_ws()
-            if pos >= len(buf):
-                yield 1, None, "empty file", None
-                return
-            if buf[pos] != "[":
-                yield line, None, "expected a JSON array of results ('[' at the start)", buf[pos : pos + 200]
-                return
-            pos += 1
-            first = True
-            while True:
-                skip_ws()
-                if pos >= len(buf):
-                    yield line, None, "truncated JSON: the array is not closed", None
-                    return
-                if buf[pos] == "]":
-                    return
-                if not first:
-                    if buf[pos] != ",":
-                        yield line, None, f"invalid JSON: expected ',' or ']' , got {buf[pos]!r}", buf[pos : pos + 200]
-                        return
-                    pos += 1
-                    skip_ws()
-                first = False
-                start_line = line
-                while True:
-                    try:
-                        obj, end = _DECODER.raw_decode(buf, pos)
-                        break
-                    except json.JSONDecodeError as e:
-                        if more():  # most likely the element runs past the buffer: read on
-                            continue
-                        yield start_line, None, f"invalid JSON: {e.msg}", buf[pos : pos + 200]
-                        return
-                line += buf.count("\n", pos, end)
-                pos = end
-                yield start_line, obj, None, None
+            yield from scan.elements()
         except _Utf8Error as e:
-            yield line, None, f"file is not valid UTF-8 ({e})", None
+            yield scan.line, None, f"file is not valid UTF-8 ({e})", None
+
+
+class _ArrayScanner:
+    """A text buffer over a file, read on as decoding needs, with the current position and line."""
+
+    def __init__(self, f: IO[str], buf: str, chunk_size: int):
+        self.f, self.buf, self.chunk_size = f, buf, chunk_size
+        self.pos, self.line, self.eof = 0, 1, False
+
+    def more(self) -> bool:
+        """Append the next chunk (dropping what was consumed); False at the end of the file."""
+        if self.eof:
+            return False
+        try:
+            chunk = self.f.read(self.chunk_size)
+        except UnicodeDecodeError as e:
+            self.eof = True
+            raise _Utf8Error(str(e.reason)) from None
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def skip_ws(self) -> None:
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                if self.buf[self.pos] == "\n":
+                    self.line += 1
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.more():
+                return
+
+    def at(self) -> str:
+        """The text at the position, for an error report."""
+        return self.buf[self.pos:self.pos + 200]
+
+    def elements(self) -> Iterator[Item]:
+        self.skip_ws()
+        if self.pos >= len(self.buf):
+            yield 1, None, "empty file", None
+            return
+        if self.buf[self.pos] != "[":
+            yield self.line, None, "expected a JSON array of results ('[' at the start)", self.at()
+            return
+        self.pos += 1
+        first = True
+        while True:
+            self.skip_ws()
+            if self.pos >= len(self.buf):
+                yield self.line, None, "truncated JSON: the array is not closed", None
+                return
+            if self.buf[self.pos] == "]":
+                return
+            if not first:
+                if self.buf[self.pos] != ",":
+                    yield self.line, None, f"invalid JSON: expected ',' or ']' , got {self.buf[self.pos]!r}", self.at()
+                    return
+                self.pos += 1
+                self.skip_ws()
+            first = False
+            item = self.element()
+            yield item
+            if item[2] is not None:
+                return
+
+    def element(self) -> Item:
+        """The value at the position, reading on while it runs past the buffer."""
+        start_line = self.line
+        while True:
+            try:
+                obj, end = _DECODER.raw_decode(self.buf, self.pos)
+                break
+            except json.JSONDecodeError as e:
+                if self.more():  # most likely the element runs past the buffer: read on
+                    continue
+                return start_line, None, f"invalid JSON: {e.msg}", self.at()
+        self.line += self.buf.count("\n", self.pos, end)
+        self.pos = end
+        return start_line, obj, None, None
 
 
 class _Utf8Error(Exception):
