@@ -25,9 +25,10 @@ demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
 
 # Two pytest-xdist workers (CI has 2 cores); tests that share an expensive module fixture carry an
-# xdist_group mark and run on one worker (--dist loadgroup). Plain `pytest` still runs serially.
+# xdist_group mark and run on one worker (--dist loadgroup). Work units go out in collection order
+# (--no-loadscope-reorder), which tests/conftest.py sorts longest first. Plain `pytest` runs serially.
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 bench: setup
 	$(PY) bench/run_all.py

@@ -24,6 +24,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+# Longest first (largest-first scheduling): `make test` hands pytest-xdist's work units (an xdist_group,
+# else a module) to the workers in collection order (--no-loadscope-reorder), so the long units start
+# at once, one per worker, while the short ones fill in around them. Measured with --durations on a
+# 2-core machine; the order is all this list changes.
+LONGEST_FIRST = ("real_lm_runs", "real_lm_held_out", "report_browser", "train_cli", "test_sft.py",
+                 "test_train_vllm.py", "test_bench.py", "test_tau2_env.py", "generation")
+
+
+def _work_unit(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name"))
+    return item.path.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_work_unit(item), len(rank)))  # stable: the rest keep their order
+
+
 def under_ci() -> bool:
     """CI runs ``.ci/run`` with ``CI=true``: there a missing dependency is a failure, not a skip."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

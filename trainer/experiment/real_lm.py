@@ -122,14 +122,16 @@ class RealLMConfig:
 
 
 def quick_config(seeds: int = 1) -> RealLMConfig:
-    """Minutes instead of an hour: the shipped warm start (``data/warmstart``, when the repository has
-    one) instead of demonstrations + SFT (an SFT of a few steps gives a model that never succeeds, so
-    RL has nothing to learn from), a few tasks, two RL steps per arm, short episodes, two trials.
-    Without a shipped warm start the two stages run on the quick budget."""
+    """Minutes instead of an hour (every stage runs, on a smoke-test budget): the shipped warm start
+    (``data/warmstart``, when the repository has one) instead of demonstrations + SFT (an SFT of a few
+    steps gives a model that never succeeds, so RL has nothing to learn from), two tasks a side, one
+    RL step per arm (on a task where the calibration batch had mixed success), short episodes, one
+    sampled trial and the greedy one per test task. Without a shipped warm start the two stages run
+    on the quick budget."""
     shipped = (WARM_START / "adapter_config.json").is_file()
     return RealLMConfig(seeds=seeds, warm_start=str(WARM_START) if shipped else None, train_tasks=2, test_tasks=2,
-                        calib_tasks=2, calib_samples=4, rl_steps=2, rl_tasks_per_step=1, rl_samples=4, max_turns=6, max_new_tokens=48,
-                        eval_trials=2)
+                        calib_tasks=2, calib_samples=4, rl_steps=1, rl_tasks_per_step=1, rl_samples=4, max_turns=6,
+                        max_new_tokens=48, eval_trials=1)
 
 
 # ------------------------------------------------------------------------------------------------ state
