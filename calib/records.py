@@ -326,9 +326,10 @@ def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dic
             name = first["name"] if first else None
             args = first["arguments"] if first else None
             tool_error = invalid
-            if first is not None and not invalid:
-                if catalogue.tool_names and not catalogue.is_known(name) or catalogue.validate_args(name, args) is not None:
-                    tool_error = True
+            if first is not None and not invalid and (
+                    (catalogue.tool_names and not catalogue.is_known(name))
+                    or catalogue.validate_args(name, args) is not None):
+                tool_error = True
             cur = {
                 "episode_id": eid,
                 "turn_idx": len(turns),
@@ -346,9 +347,8 @@ def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dic
         elif role == "tool":
             if m.get("requestor") != "user":  # results of the customer's own tool calls are not the agent's
                 obs.append(m.get("content") or "")
-        elif role == "user":
-            if m.get("content") is not None:
-                users.append(m["content"])
-                last_user = m["content"]
+        elif role == "user" and m.get("content") is not None:
+            users.append(m["content"])
+            last_user = m["content"]
     close()
     return turns

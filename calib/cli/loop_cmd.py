@@ -48,10 +48,11 @@ def loop(
               "mismatches", "corr(r, R)"):
         t.add_column(c)
     import json
+    import math
 
     for row in h.to_dict("records"):
         w = {k: v for k, v in json.loads(row["weights"]).items() if v}
-        fmt = lambda x: "-" if x is None or x != x else f"{x:.1%}"
+        fmt = lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1%}"
         t.add_row(str(row["iteration"]), row["spec_name"], ", ".join(f"{k} {v:+.2f}" for k, v in w.items()) or "-",
                   fmt(row["rollout_success"]), fmt(row["eval_success"]), _pass_k(row.get("pass_hat_k")),
                   "yes" if row["trained"] else "no",

@@ -538,7 +538,7 @@ class IngestWriter:
         self._lock_fd = None
 
     # -- context manager
-    def __enter__(self) -> IngestWriter:
+    def __enter__(self) -> IngestWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -550,7 +550,8 @@ class IngestWriter:
     # -- records
     def quarantine(self, *, line: int | None, reason: str, raw: Any = None, file: str | None = None) -> None:
         if self._qfile is None:
-            self._qfile = open(self.staging / "quarantine.jsonl", "w", encoding="utf-8")
+            # open across add() calls until commit/abort closes it, so no with-block
+            self._qfile = open(self.staging / "quarantine.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         if isinstance(raw, (bytes, bytearray)):
             raw = raw[:2000].decode("utf-8", errors="replace")
         elif raw is not None and not isinstance(raw, str):
