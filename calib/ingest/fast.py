@@ -152,10 +152,10 @@ CREATE OR REPLACE TEMP MACRO kv(o) AS list_transform(list_sort(json_keys(o)),
     lambda k: CASE WHEN regexp_full_match(k, '[A-Za-z0-9_ .:/@-]*')
                    THEN {'k': k, 'v': json_extract(o, '$."' || k || '"'), 't': json_type(o, '$."' || k || '"')}
                    ELSE {'k': k, 'v': NULL::JSON, 't': 'KEY'} END);
--- a flat object: no duplicate keys, keys a path can name, scalar values only
+-- a flat object: no duplicate keys, keys a path can name (kv's type 'KEY'), finite scalar values only
 CREATE OR REPLACE TEMP MACRO flat_ok(p) AS
     len(p) = len(list_distinct(list_transform(p, lambda x: x.k)))
-    AND len(list_filter(p, lambda x: x.t IN ('OBJECT', 'ARRAY') OR NOT regexp_full_match(x.k, '[A-Za-z0-9_ .:/@-]*')
+    AND len(list_filter(p, lambda x: x.t IN ('OBJECT', 'ARRAY', 'KEY')
                                      OR coalesce(x.t = 'DOUBLE' AND isinf(try_cast(x.v AS DOUBLE)), false))) = 0;
 -- canonical text (records.canonical_json): whole doubles as integers, as records._norm_value does
 CREATE OR REPLACE TEMP MACRO c_flat(p) AS
@@ -499,9 +499,11 @@ def nested_info(info: pa.ChunkedArray, raw: pa.ChunkedArray) -> pa.Array:
     ``records.canonical_json`` makes them. Why Python: the canonical text of any JSON value (sorted
     keys at every depth, whole numbers as integers) is one call here and a recursion SQL does not
     have; calib's own rollouts carry nested info (per-turn progress, the reward's details)."""
+    if raw.null_count == len(raw):  # the common case: every info is flat
+        return info.combine_chunks() if isinstance(info, pa.ChunkedArray) else info
     out = info.to_pylist()
     for k, text in enumerate(raw.to_pylist()):
-        if out[k] is None:
+        if text is not None:
             out[k] = canonical_json(json.loads(text))
     return pa.array(out, pa.string())
 
