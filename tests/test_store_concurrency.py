@@ -166,8 +166,18 @@ def test_side_table_and_signal_names_are_checked(tmp_path: Path, name: str):
 
     st = Store(tmp_path / "store")
     st.add_episodes(list(synthetic_records(1, 2, seed=1)), source="x")
-    with pytest.raises(StoreError, match="invalid"):
+    before = sorted(str(p) for p in st.path.rglob("*") if "signals" not in p.parts)
+    if name:  # a signal name is data (issue 23): any name is stored under a hashed folder inside signals/
+        st.write_signals(pd.DataFrame({"episode_id": ["e"], "turn_idx": [0], "value": [1.0]}), signal=name,
+                         version="v1")
+        assert st.signal_versions() == {name: "v1"}
+        assert st.query("SELECT DISTINCT signal FROM signals")["signal"].tolist() == [name]
         st.drop_signal(name)
+        assert st.signal_versions() == {}
+    else:
+        with pytest.raises(StoreError, match="invalid"):
+            st.drop_signal(name)
+    assert sorted(str(p) for p in st.path.rglob("*") if "signals" not in p.parts) == before
     with pytest.raises(StoreError, match="invalid"):
         st.write_table(name, pd.DataFrame({"a": [1]}))
     with pytest.raises(StoreError, match="invalid"):

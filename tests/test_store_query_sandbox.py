@@ -96,3 +96,55 @@ def test_read_only_sql_still_works(world):
                                                str(store.path), "--json"]).output)[0]["n"] == 8
     res = CliRunner().invoke(app, ["store", "query", "EXPLAIN SELECT * FROM turns", "--store", str(store.path)])
     assert res.exit_code == 0, res.output
+
+
+# Issue 23, item 2: DuckDB's default temp folder (./.tmp) stayed reachable with external access off, so
+# EXPLAIN ANALYZE (which runs its statement) of a COPY overwrote a file there, and read_text read it.
+TMP_ESCAPES = [
+    "EXPLAIN ANALYZE COPY (SELECT 42) TO '.tmp/x'",
+    "EXPLAIN ANALYZE COPY (SELECT 42) TO '.tmp/new.csv'",
+    "EXPLAIN (FORMAT json) COPY (SELECT 42) TO '.tmp/x'",
+    "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
+    "SELECT * FROM read_text('.tmp/x')",
+    "SELECT * FROM read_blob('.tmp/x')",
+    "SELECT * FROM glob('.tmp/*')",
+    "WITH c AS (COPY (SELECT 42) TO '.tmp/x') SELECT 1",
+    "SELECT current_setting('temp_directory') AS d, * FROM read_text(current_setting('temp_directory') || '/x')",
+    "/* hide */ EXPLAIN ANALYZE COPY (SELECT 42) TO '.tmp/x'",
+]
+
+
+@pytest.mark.parametrize("sql", TMP_ESCAPES)
+def test_the_temp_folder_is_not_reachable(world, tmp_path: Path, monkeypatch, sql: str):
+    store, _, _ = world
+    cwd = tmp_path / "cwd"
+    (cwd / ".tmp").mkdir(parents=True)
+    (cwd / ".tmp" / "x").write_text(SECRET)
+    monkeypatch.chdir(cwd)
+    before = _listing(cwd, store.path)
+    res = CliRunner().invoke(app, ["store", "query", sql, "--store", str(store.path), "--json"])
+    assert res.exit_code == 1, res.output
+    assert SECRET not in res.output and "Traceback" not in res.output
+    assert (cwd / ".tmp" / "x").read_text() == SECRET  # not overwritten
+    assert _listing(cwd, store.path) == before
+
+
+@pytest.mark.parametrize("sql", [
+    "PIVOT episodes ON status USING count(*)",
+    "PIVOT (SELECT task_id, status FROM episodes) ON status USING count(*) GROUP BY task_id",
+    "UNPIVOT (SELECT episode_id, outcome, n_turns::DOUBLE AS n FROM episodes) ON outcome, n INTO NAME k VALUE v",
+    "SUMMARIZE episodes",
+    "SUMMARIZE SELECT outcome FROM episodes",
+    "DESCRIBE episodes",
+    "DESCRIBE SELECT * FROM turns",
+    "SHOW TABLES",
+    "SHOW episodes",
+    "FROM episodes SELECT count(*)",
+    "EXPLAIN ANALYZE SELECT count(*) FROM episodes",
+    "/* a comment first */ EXPLAIN SELECT 1",
+])
+def test_read_only_forms_that_users_write_run(world, sql: str):
+    store, _, _ = world
+    res = CliRunner().invoke(app, ["store", "query", sql, "--store", str(store.path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)

@@ -23,6 +23,7 @@ from calib.analysis import metrics as M
 from calib.analysis import paper as P
 from calib.errors import CalibError, UsageError
 from calib.jsonutil import plain
+from calib.sqlutil import lock, locked_connection
 
 VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
 AGGREGATES = ("mean", "sum", "any", "max")
@@ -201,10 +202,11 @@ def arrays_from_frames(episodes: pd.DataFrame, signals: pd.DataFrame, names: Seq
     ep["run_id"] = ep.get("run_id", "frames")
     ep["status"] = ep.get("status", "ok")
     names = list(names) if names is not None else list(dict.fromkeys(signals["signal"]))
-    con = duckdb.connect()
+    con = locked_connection()
     try:
         con.register("episodes", ep)
         con.register("signals", signals)
+        lock(con)
         return load_arrays(con, names)
     finally:
         con.close()

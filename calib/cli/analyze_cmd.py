@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from calib.cli.display import plain_text
 from calib.cli.options import JsonOpt, RunsOpt, StoreLabelOpt, StoreOpt, split_csv
 from calib.errors import UsageError
 
@@ -111,8 +112,10 @@ def analyze(
     conv = result.convergence
     which = f"base spec {conv['name']}" if conv["source"] == "base" else "the proposed spec"
     console.print(f"tier alignment of {which} under {conv['mode']}: {conv['mismatches']} mismatched signal(s)"
-                  + (f" ({', '.join(conv['mismatched_signals'])})" if conv["mismatched_signals"] else "")
-                  + f"; corr(mean turn reward, outcome) {_fmt(conv['corr_turn_reward_outcome'], '+.2f')}")
+                  + (f" ({', '.join(plain_text(x, 60) for x in conv['mismatched_signals'])})"
+                     if conv["mismatched_signals"] else "")
+                  + f"; corr(mean turn reward, outcome) {_fmt(conv['corr_turn_reward_outcome'], '+.2f')}",
+                  markup=False, highlight=False)
     for p in paths.values():
         console.print(f"wrote [bold]{p}[/]")
     if report_path is not None:
@@ -135,11 +138,14 @@ def _fmt(x, spec: str = ".3f") -> str:
 
 def _print_table(console, result, cfg, computed) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    from calib.cli.display import term_text
 
     s = result.summary
     title = (f"{s['episodes']:,} episodes, {s['groups']:,} groups ({s['informative_groups']:,} informative), "
-             f"success {s['success_rate']:.1%}, runs {', '.join(s['runs'])}")
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1),
+             f"success {s['success_rate']:.1%}, runs {plain_text(', '.join(s['runs']))}")
+    table = Table(title=Text(title), title_justify="left", box=None, pad_edge=False, padding=(0, 1),
                   caption=f"gAUC: within-group AUC, CI: its 95% bootstrap interval (groups resampled); AUC: "
                           f"pooled; agree/misal: sign agreement and misaligned mass under {cfg.mode}; dead: "
                           "share of turns without within-group variance. Every number is in analysis.json.",
@@ -152,7 +158,7 @@ def _print_table(console, result, cfg, computed) -> None:
     for r in result.signals:
         g_lo, g_hi = r["group_auc_ci"]
         table.add_row(
-            r["signal"],
+            term_text(r["signal"], 60),
             f"[{style[r['verdict']]}]{r['verdict']}[/]",
             f"{r['proposed_weight']:+.3f}",
             _fmt(r["group_auc"], ".2f"),
@@ -172,6 +178,8 @@ def _print_imported(console, result) -> None:
     """The signals an imported dump carried (tau2 reward components), in their own table."""
     from rich.table import Table
 
+    from calib.cli.display import term_text
+
     rows = result.imported.get("turn", []) + result.imported.get("episode", [])
     if not rows:
         return
@@ -185,7 +193,7 @@ def _print_imported(console, result) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         g_lo, g_hi = r["group_auc_ci"]
-        table.add_row(r["signal"], r.get("level", "turn"), r["verdict"], _fmt(r["group_auc"], ".2f"),
+        table.add_row(term_text(r["signal"], 60), r.get("level", "turn"), r["verdict"], _fmt(r["group_auc"], ".2f"),
                       f"{_fmt(g_lo, '.2f')}-{_fmt(g_hi, '.2f')}", _fmt(r["auc"], ".2f"), _fmt(r["pb_corr"], ".2f"),
                       str(r["n_episodes"]))
     console.print(table)

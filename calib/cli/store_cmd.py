@@ -88,13 +88,9 @@ def export_cmd(
 ) -> None:
     """Export episodes as canonical JSONL (re-ingestable) or the tables as Parquet files."""
     from calib.cli.options import split_csv
-    from calib.sqlutil import sql_literal
     from calib.store.ops import export
 
-    where = "true"
-    if r := split_csv(runs):
-        where = "run_id IN (" + ", ".join(sql_literal(x) for x in r) + ")"
-    d = export(_open(store), fmt, out, where=where)
+    d = export(_open(store), fmt, out, runs=split_csv(runs) or None)
     typer.echo(json.dumps(d))
 
 

@@ -40,12 +40,13 @@ def reward_value(x: Any, field: str = "reward") -> float:
 
 def component_signals(source: str, values: Mapping[str, Any] | None, *,
                       into: dict[str, float] | None = None) -> dict[str, float]:
-    """``{"<source>:<name>": value}`` for every numeric entry of ``values`` (the first name wins)."""
+    """``{"<source>:<name>": value}`` for every numeric entry of ``values`` (the first name wins). Any name
+    is kept as it is: names reach SQL only as data (``calib/sqlutil.py``)."""
     out = {} if into is None else into
     for name, v in (values or {}).items():
         num = as_number(v)
         key = f"{source}:{name}"
-        if num is not None and key not in out and '"' not in key and "\\" not in key:
+        if num is not None and key not in out:
             out[key] = num
     return out
 

@@ -41,13 +41,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from calib.records import canonical_json
-from calib.sqlutil import sql_literal
+from calib.sqlutil import lock, locked_connection, sql_list, sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue
 
@@ -531,18 +530,20 @@ class FastNative:
     """Runs the SQL over chunks of ``(line, text)``; one DuckDB connection for the whole file."""
 
     def __init__(self, catalogue: ToolCatalogue, *, cli_run: str | None, default_run: str, threads: int = 1):
-        self.con = duckdb.connect(config={"threads": threads})
+        # dump text arrives as registered Arrow rows; the connection reaches no file (calib.sqlutil.lock)
+        self.con = locked_connection(threads=threads)
         tools, props, self.unsupported = catalogue_tables(catalogue)
         self.con.register("_tools_arrow", tools)
         self.con.register("_props_arrow", props)
         self.con.execute("CREATE TEMP TABLE _tools AS SELECT * FROM _tools_arrow")
         self.con.execute("CREATE TEMP TABLE _tools_props AS SELECT * FROM _props_arrow")
         self.con.execute(_MACROS)
-        top = "[" + ", ".join(f"'{k}'" for k in TOP_KEYS) + "]"
-        self.episodes_sql = _EPISODES.format(max_line=MAX_LINE_BYTES, typed=sql_literal(json.dumps(TYPED)), top_keys=top,
+        self.episodes_sql = _EPISODES.format(max_line=MAX_LINE_BYTES, typed=sql_literal(json.dumps(TYPED)),
+                                             top_keys=sql_list(TOP_KEYS),
                                              lenient=sql_literal(LENIENT_RE),
                                              cli_run=sql_literal(cli_run), default_run=sql_literal(default_run))
         self.turns_sql = _TURNS.format(has_names="true" if catalogue.tool_names else "false")
+        lock(self.con)
 
     def close(self) -> None:
         self.con.close()

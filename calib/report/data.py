@@ -122,13 +122,13 @@ def signal_distributions(
     shows the very numbers behind ``auc``. Returns ``{signal: {edges, success, failure, mean_success,
     mean_failure}}`` with bin counts normalised to shares (the two classes differ in size).
     """
-    agg = _AGGREGATES.get(aggregate, _AGGREGATES["mean"])
+    agg_sql = _AGGREGATES.get(aggregate, _AGGREGATES["mean"])  # a constant of this module, never user text
     if not signals:
         return {}
     con.register("_report_signals", pd.DataFrame({"signal": signals}))
     df = con.execute(
         f"""
-        SELECT s.signal, s.episode_id, {agg} AS v, any_value(e.success) AS success
+        SELECT s.signal, s.episode_id, {agg_sql} AS v, any_value(e.success) AS success
         FROM signals s JOIN ep e USING (episode_id)
         WHERE e.status <> 'error' AND s.value IS NOT NULL AND NOT isnan(s.value)
           AND s.signal IN (SELECT signal FROM _report_signals)

@@ -92,7 +92,7 @@ SELECT iteration, task_id,
        count(*) FILTER (WHERE status <> 'error' AND success)     AS successes,
        count(*) FILTER (WHERE status = 'error')                  AS errors
 FROM episodes
-WHERE run_id = ? {iter_filter}
+WHERE run_id = ? {iter_sql}
 GROUP BY iteration, task_id
 ORDER BY iteration, task_id
 """
@@ -101,11 +101,11 @@ ORDER BY iteration, task_id
 def task_counts(store: Any, run_id: str, iteration: int | None = None) -> pd.DataFrame:
     """(iteration, task_id, n, successes, errors) for one run, straight from DuckDB."""
     params: list[Any] = [run_id]
-    iter_filter = ""
+    iter_sql = ""
     if iteration is not None:
-        iter_filter = "AND iteration = ?"
+        iter_sql = "AND iteration = ?"
         params.append(iteration)
-    return store.query(_COUNTS_SQL.format(iter_filter=iter_filter), params)
+    return store.query(_COUNTS_SQL.format(iter_sql=iter_sql), params)
 
 
 def evaluate_counts(counts: pd.DataFrame, run_id: str = "") -> EvalResult:

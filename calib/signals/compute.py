@@ -20,7 +20,6 @@ import pandas as pd
 from calib.errors import CalibError
 from calib.signals.registry import Signal, resolve_signal
 from calib.signals.sql import builtin_frame
-from calib.sqlutil import sql_literal
 from calib.tools import ToolCatalogue, get_catalogue
 
 
@@ -63,36 +62,40 @@ def compute_signals(
     current = store.signal_versions()
     con = store.connect()
     try:
-        todo: dict[str, str] = {}  # signal -> SQL selecting its episodes to compute
+        todo: dict[str, tuple[str, list]] = {}  # signal -> (SQL selecting its episodes to compute, params)
         for sig in signals:
             version = signal_version(sig, catalogue)
             report.versions[sig.name] = version
             if current.get(sig.name) == version:
+                # the signal's name is bound as the list's last parameter: never SQL text
                 todo_sql = (
                     f"SELECT episode_id FROM ({sel_sql}) WHERE episode_id NOT IN "
-                    f"(SELECT episode_id FROM signals WHERE signal = {sql_literal(sig.name)})"
+                    "(SELECT episode_id FROM signals WHERE signal = ?)"
                 )
+                todo_params = [*sel_params, sig.name]
             else:
-                todo_sql = sel_sql
-            n = con.execute(f"SELECT count(*) FROM ({todo_sql})", sel_params).fetchone()[0]
+                todo_sql, todo_params = sel_sql, list(sel_params)
+            n = con.execute(f"SELECT count(*) FROM ({todo_sql})", todo_params).fetchone()[0]
             if n == 0:
                 report.cached.append(sig.name)
             else:
-                todo[sig.name] = todo_sql
+                todo[sig.name] = (todo_sql, todo_params)
 
         # Built-ins come out of one query; signals with the same episodes to do share it (the usual
         # case: all of them, or all new episodes).
-        by_todo: dict[str, list[Signal]] = {}
+        by_todo: dict[tuple[str, tuple], list[Signal]] = {}
         for s in signals:
             if s.builtin and s.name in todo:
-                by_todo.setdefault(todo[s.name], []).append(s)
-        for todo_sql, group in by_todo.items():
+                todo_sql, todo_params = todo[s.name]
+                by_todo.setdefault((todo_sql, tuple(map(_hashable, todo_params))), []).append(s)
+        for (todo_sql, _key), group in by_todo.items():
+            todo_params = todo[group[0].name][1]
             task = progress.add_task("built-in signals", total=None) if progress is not None else None
             frame = builtin_frame(
                 con,
                 catalogue,
                 episodes_sql=todo_sql,
-                params=sel_params,
+                params=todo_params,
                 on_step=(lambda msg, t=task: progress.update(t, description=f"built-in signals: {msg}"))
                 if progress is not None
                 else None,
@@ -105,7 +108,8 @@ def compute_signals(
 
         for s in signals:
             if not s.builtin and s.name in todo:
-                df = _custom_frame(store, con, s, todo[s.name], sel_params, progress)
+                todo_sql, todo_params = todo[s.name]
+                df = _custom_frame(store, con, s, todo_sql, todo_params, progress)
                 report.written[s.name] = store.write_signals(df, signal=s.name, version=report.versions[s.name])
     finally:
         con.close()
@@ -166,6 +170,10 @@ def call_signal(sig: Signal, episode: dict[str, Any], turn: dict[str, Any]) -> f
             "expected a finite number or None"
         )
     return float(v)
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
 
 
 def _isnan(v: Any) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from calib.errors import StoreError
 from calib.signals.compute import episode_filter
 
 IMPORTED_VERSION = "imported-1"
@@ -32,23 +31,38 @@ class ImportedSignals:
     written: dict[str, int] = field(default_factory=dict)
 
 
-def _path(name: str) -> str:
-    if '"' in name or "\\" in name:
-        raise StoreError(f"imported signal name {name!r} may not contain quotes or backslashes")
-    return f'$.signals."{name}"'
-
-
 def imported_signal_names(con, runs: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
-    """(per-turn names, episode-level names) that ``info.signals`` holds in the selected episodes."""
+    """(per-turn names, episode-level names) that ``info.signals`` holds in the selected episodes.
+
+    The names are read as data (``json_each`` yields each key as a value): a name is never spliced
+    into SQL text or a JSON path, so ``'``, ``"``, ``;``, NUL or a 10 kB name cannot change a query.
+    """
     sel_sql, params = episode_filter(runs)
     rows = con.execute(
-        "WITH k AS (SELECT e.info, unnest(json_keys(json_extract(e.info, '$.signals'))) AS name FROM episodes e "
-        f"WHERE e.episode_id IN ({sel_sql}) AND json_type(e.info, '$.signals') = 'OBJECT') "
-        "SELECT name, bool_or(json_type(json_extract(info, '$.signals.\"' || name || '\"')) = 'ARRAY') "
-        "FROM k GROUP BY name ORDER BY name",
+        "SELECT j.key AS name, bool_or(j.type = 'ARRAY') FROM episodes e, json_each(e.info, '$.signals') j "
+        f"WHERE e.episode_id IN ({sel_sql}) AND json_type(e.info, '$.signals') = 'OBJECT' "
+        "GROUP BY j.key ORDER BY j.key",
         params,
     ).fetchall()
     return [n for n, arr in rows if arr], [n for n, arr in rows if not arr]
+
+
+# One imported signal's values: episode-level (``turn_idx`` NULL) from a scalar, per-turn from a list (one
+# value per turn, the rest NULL). The name is the first parameter, compared as a value.
+_EPISODE_VALUES_SQL = """
+SELECT e.episode_id, NULL::INTEGER AS turn_idx,
+       (SELECT TRY_CAST(j.value ->> '$' AS DOUBLE) FROM json_each(e.info, '$.signals') j WHERE j.key = ?) AS value
+FROM episodes e WHERE e.episode_id IN ({todo_sql})
+"""
+_TURN_VALUES_SQL = """
+WITH arr AS (
+    SELECT e.episode_id, e.n_turns,
+           (SELECT j.value FROM json_each(e.info, '$.signals') j WHERE j.key = ?) AS arr
+    FROM episodes e WHERE e.episode_id IN ({todo_sql})
+)
+SELECT episode_id, i::INTEGER AS turn_idx, TRY_CAST(json_extract_string(arr, '$[' || i || ']') AS DOUBLE) AS value
+FROM (SELECT episode_id, arr, unnest(range(n_turns::BIGINT)) AS i FROM arr)
+"""
 
 
 def import_signals(store, runs: Sequence[str] | None = None) -> ImportedSignals:
@@ -60,22 +74,13 @@ def import_signals(store, runs: Sequence[str] | None = None) -> ImportedSignals:
     try:
         out.turn, out.episode = imported_signal_names(con, runs)
         for name in out.turn + out.episode:
-            todo = sel_sql
+            todo_sql, todo_params = sel_sql, list(params)
             if current.get(name) == IMPORTED_VERSION:
-                todo = (f"SELECT episode_id FROM ({sel_sql}) WHERE episode_id NOT IN "
-                        "(SELECT episode_id FROM signals WHERE signal = ?)")
-            p = params + ([name] if todo is not sel_sql else [])
-            path = _path(name)
-            if name in out.turn:
-                sql = (f"SELECT episode_id, i::INTEGER AS turn_idx, "
-                       f"TRY_CAST(json_extract_string(arr, '$[' || i || ']') AS DOUBLE) AS value FROM ("
-                       f"SELECT episode_id, json_extract(info, '{path}') AS arr, unnest(range(n_turns::BIGINT)) AS i "
-                       f"FROM episodes WHERE episode_id IN ({todo}))")
-            else:
-                sql = (f"SELECT episode_id, NULL::INTEGER AS turn_idx, "
-                       f"TRY_CAST(json_extract_string(info, '{path}') AS DOUBLE) AS value "
-                       f"FROM episodes WHERE episode_id IN ({todo})")
-            df = con.execute(sql, p).df()
+                todo_sql = (f"SELECT episode_id FROM ({sel_sql}) WHERE episode_id NOT IN "
+                            "(SELECT episode_id FROM signals WHERE signal = ?)")
+                todo_params.append(name)
+            template = _TURN_VALUES_SQL if name in out.turn else _EPISODE_VALUES_SQL
+            df = con.execute(template.format(todo_sql=todo_sql), [name, *todo_params]).df()
             if len(df):
                 out.written[name] = store.write_signals(df, signal=name, version=IMPORTED_VERSION)
     finally:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from calib.errors import CalibError, UsageError
-from calib.sqlutil import sql_literal
 from calib.store.store import Store
-
-_READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def info(store: Store) -> dict[str, Any]:
@@ -69,12 +69,51 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALYZE\s+|ANALYSE\s+)?(?:\([^)]*\)\s*)?", re.IGNORECASE)
+_PIVOT = re.compile(r"\s*(?:PIVOT|UNPIVOT|PIVOT_WIDER|PIVOT_LONGER)\b", re.IGNORECASE)
+
+
+def _strip_comments(sql: str) -> str:
+    """``sql`` without leading ``--`` and ``/* */`` comments (what DuckDB skips before the first keyword)."""
+    while True:
+        s = sql.lstrip()
+        if s.startswith("--"):
+            sql = s.split("\n", 1)[1] if "\n" in s else ""
+        elif s.startswith("/*") and "*/" in s:
+            sql = s.split("*/", 1)[1]
+        else:
+            return s
+
+
+def _is_read(st: duckdb.Statement) -> bool:
+    """Whether one statement only reads: a SELECT (which covers ``SUMMARIZE``, ``DESCRIBE``, ``SHOW``,
+    ``FROM ...``), a ``PIVOT``/``UNPIVOT`` (DuckDB parses those as MULTI: a type then a SELECT), or an
+    ``EXPLAIN [ANALYZE]`` of a read. ``EXPLAIN ANALYZE`` runs its statement, so an EXPLAIN of anything else
+    (``EXPLAIN ANALYZE COPY ... TO``) is not a read."""
+    text = _strip_comments(st.query)
+    if st.type == duckdb.StatementType.SELECT:
+        return True
+    if st.type == duckdb.StatementType.MULTI:
+        return bool(_PIVOT.match(text))
+    if st.type == duckdb.StatementType.EXPLAIN:
+        m = _EXPLAIN.match(text)
+        if not m:
+            return False
+        try:
+            inner = duckdb.extract_statements(text[m.end():])
+        except duckdb.Error:
+            return False
+        return len(inner) == 1 and _is_read(inner[0])
+    return False
+
+
 def query(store: Store, sql: str) -> pd.DataFrame:
     """Run read-only SQL over the store's tables; anything else fails with one line (exit 1).
 
-    Two fences: statements other than SELECT/EXPLAIN are refused before anything runs, and what runs
-    runs on :meth:`Store.sandbox`, a connection that cannot touch the file system at all (a SELECT
-    can still call ``read_csv`` or hide a ``COPY`` in a CTE; the sandbox refuses those).
+    Two fences: statements that do not only read are refused before anything runs (see :func:`_is_read`),
+    and what runs runs on :meth:`Store.sandbox`, a connection that cannot touch the file system at all,
+    not even a temp folder (a SELECT can still call ``read_csv`` or hide a ``COPY`` in a CTE; the
+    sandbox refuses those).
     """
     try:
         statements = duckdb.extract_statements(sql)
@@ -83,8 +122,11 @@ def query(store: Store, sql: str) -> pd.DataFrame:
     if not statements:
         raise CalibError("empty SQL")
     for st in statements:
-        if st.type not in _READ_ONLY_TYPES:
-            raise CalibError(f"the store is read-only here: {st.type.name} statements are not allowed (use SELECT)")
+        if not _is_read(st):
+            what = "EXPLAIN of a statement that writes" if st.type == duckdb.StatementType.EXPLAIN else \
+                f"{st.type.name} statements are"
+            raise CalibError(f"the store is read-only here: {what} not allowed (use SELECT, SUMMARIZE, DESCRIBE, "
+                             "SHOW, PIVOT or EXPLAIN of one)")
     con = store.sandbox()
     try:
         result = None
@@ -109,21 +151,30 @@ def _check_new_output(out: Path, *, folder: bool) -> None:
             break
 
 
-def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, Any]:
+def export(store: Store, fmt: str, out: Path, runs: list[str] | None = None) -> dict[str, Any]:
     """``jsonl``: canonical episode records, one per line (what ``calib ingest`` reads back).
-    ``parquet``: a folder with episodes/turns/signals Parquet files. The output must not exist yet
-    (an empty folder is fine for parquet); a failed export leaves nothing behind."""
+    ``parquet``: a folder with episodes/turns/signals Parquet files. ``runs``: only these runs (all when
+    None); a run the store does not hold is refused with the list of those it does. The output must not
+    exist yet (an empty folder is fine for parquet); a failed export leaves nothing behind.
+
+    The files are written by pyarrow from query results: the store's connection has no file access."""
     if fmt not in ("jsonl", "parquet"):
         raise UsageError(f"unknown export format {fmt!r}: use parquet or jsonl")
     out = Path(out)
     _check_new_output(out, folder=fmt == "parquet")
+    if runs is not None:
+        present = store.runs()
+        missing = [r for r in runs if r not in present]
+        if missing:
+            raise UsageError(f"--runs: no run {', '.join(map(repr, missing))} in the store "
+                             f"(runs: {', '.join(map(repr, present)) or 'none: the store is empty'})")
     if fmt == "jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         n = 0
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                for rec in store.iter_episodes(where):
+                for rec in store.iter_episodes(runs):
                     f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                     n += 1
             tmp.replace(out)
@@ -134,14 +185,19 @@ def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     con = store.connect()
     counts = {}
+    selected = {
+        "episodes": "SELECT * FROM episodes WHERE ?::VARCHAR[] IS NULL OR list_contains(?, run_id)",
+        "turns": "SELECT t.* FROM turns t WHERE ?::VARCHAR[] IS NULL OR t.episode_id IN "
+                 "(SELECT episode_id FROM episodes WHERE list_contains(?, run_id))",
+        "signals": "SELECT s.* FROM signals s WHERE ?::VARCHAR[] IS NULL OR s.episode_id IN "
+                   "(SELECT episode_id FROM episodes WHERE list_contains(?, run_id))",
+    }
     try:
-        for t in ("episodes", "turns", "signals"):
-            target = out / f"{t}.parquet"
-            # the path is a bound parameter's worth of quoting: any quote in it is doubled
-            con.execute(f"COPY (SELECT * FROM {t}) TO {sql_literal(target.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
-            counts[t] = int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+        for t, sql in selected.items():
+            reader = con.sql(sql, params=[runs, runs]).to_arrow_reader()
+            counts[t] = _write_parquet(reader, out / f"{t}.parquet")
     except BaseException:
-        for t in ("episodes", "turns", "signals"):
+        for t in selected:
             (out / f"{t}.parquet").unlink(missing_ok=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
@@ -149,3 +205,13 @@ def export(store: Store, fmt: str, out: Path, where: str = "true") -> dict[str, 
     finally:
         con.close()
     return {"format": "parquet", "out": str(out), **counts}
+
+
+def _write_parquet(reader: pa.RecordBatchReader, path: Path) -> int:
+    """Stream ``reader`` into one zstd Parquet file; returns the row count."""
+    n = 0
+    with pq.ParquetWriter(path, reader.schema, compression="zstd") as w:
+        for batch in reader:
+            w.write_batch(batch)
+            n += batch.num_rows
+    return n

@@ -25,8 +25,10 @@ import contextlib
 import datetime as _dt
 import fcntl
 import glob
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -46,7 +48,7 @@ import pyarrow.parquet as pq
 
 from calib.errors import StoreError
 from calib.records import RecordError, canonical_json, normalize_episode, segment_turns
-from calib.sqlutil import sql_literal
+from calib.sqlutil import lock, locked_connection, sql_ident, sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue, airline_catalogue
 
@@ -105,8 +107,21 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def _file_list(files: list[str]) -> str:
-    return "[" + ", ".join(sql_literal(f) for f in files) + "]"
+_SCHEMAS = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}
+_SAFE_FOLDER = re.compile(r"[^/\\\x00-\x1f\x7f]+")
+_MAX_FOLDER_BYTES = 200
+
+
+def signal_folder(signal: str) -> str:
+    """The folder name under ``signals/`` of a signal: the name itself when it is one safe path component
+    (no separator, control character, leading ``.`` or ``~``, at most 200 bytes), else ``~`` and a hash of
+    it. The rows always carry the full name; :meth:`Store.signal_versions` reads it back from ``NAME``."""
+    if not isinstance(signal, str) or not signal:
+        raise StoreError(f"invalid signal name {signal!r}: a non-empty string")
+    if (_SAFE_FOLDER.fullmatch(signal) and not signal.startswith((".", "~"))
+            and len(signal.encode("utf-8", "surrogatepass")) <= _MAX_FOLDER_BYTES):
+        return signal
+    return "~" + hashlib.sha256(signal.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class Store:
@@ -153,54 +168,64 @@ class Store:
     def _signal_parts(self) -> list[str]:
         files: list[str] = []
         for name, version in self.signal_versions().items():
-            files += sorted(glob.glob(str(self.path / "signals" / name / version / "*.parquet")))
+            files += sorted(glob.glob(str(self._signal_dir(name) / version / "*.parquet")))
         return files
 
+    def _signal_dir(self, signal: str) -> Path:
+        """``signals/<name>/`` for a plain name; ``signals/~<hash>/`` (with the name in ``NAME``) for one that
+        is not a safe folder name: imported names come from dumps and may hold ``/``, NUL, 10 kB, ..."""
+        return self.path / "signals" / signal_folder(signal)
+
     def _view_sql(self, table: str) -> str:
+        """The view over ``table``'s files that ``catalog.duckdb`` holds for people who open it with the
+        duckdb CLI (calib itself reads through :meth:`connect`). File names are quoted by ``sql_literal``."""
         files = self._signal_parts() if table == "signals" else self._parts(table)
-        arrow_schema = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}[table]
         if not files:
-            cols = ", ".join(
-                f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in arrow_schema
-            )
-            return f"SELECT {cols} WHERE false"
-        return f"SELECT * FROM read_parquet({_file_list(files)}, union_by_name = true)"
+            cols_sql = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {sql_ident(f.name)}" for f in _SCHEMAS[table])
+            return f"SELECT {cols_sql} WHERE false"
+        files_sql = "[" + ", ".join(sql_literal(f) for f in files) + "]"
+        return f"SELECT * FROM read_parquet({files_sql}, union_by_name = true)"
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views ``episodes``, ``turns``, ``signals``, ``ingest_log``."""
-        con = duckdb.connect(":memory:")
-        for t in TABLE_VIEWS:
-            con.execute(f"CREATE VIEW {t} AS {self._view_sql(t)}")
-        log = self._read_ingest_log()
-        con.register("_ingest_log_df", log)
-        con.execute("CREATE TABLE ingest_log AS SELECT * FROM _ingest_log_df")
-        con.unregister("_ingest_log_df")
-        return con
-
-    def sandbox(self) -> duckdb.DuckDBPyConnection:
-        """A connection for user SQL that cannot reach the file system.
-
-        The tables are Arrow datasets registered on the connection (files opened by pyarrow, not by
-        SQL); then ``enable_external_access`` is turned off and the configuration locked, so no
-        statement can read, write, attach, install or load anything, nor turn that back on.
-        """
+    def _datasets(self) -> dict[str, Any]:
+        """Each table as an Arrow object over its committed files (pyarrow opens them, not SQL)."""
         import pyarrow.dataset as pads
 
-        con = duckdb.connect(":memory:")
+        out: dict[str, Any] = {}
+        for t in TABLE_VIEWS:
+            files = self._signal_parts() if t == "signals" else self._parts(t)
+            sch = _SCHEMAS[t]
+            out[t] = pads.dataset(files, schema=sch, format="parquet") if files else sch.empty_table()
+        return out
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with tables ``episodes``, ``turns``, ``signals``, ``ingest_log``,
+        for the analysis, the reports, training and export; it cannot reach the file system.
+
+        The tables are Arrow datasets over the committed files, registered before the connection is
+        locked (:func:`calib.sqlutil.lock`: external access off, no temp folder, configuration
+        locked). So SQL that calib builds, even from a hostile dump that some bug let through, can read,
+        write, attach, install or load nothing. Temp tables and registering frames still work.
+        """
+        con = locked_connection()
         try:
-            for t in TABLE_VIEWS:
-                files = self._signal_parts() if t == "signals" else self._parts(t)
-                sch = {"episodes": schema.EPISODES, "turns": schema.TURNS, "signals": schema.SIGNALS}[t]
-                con.register(t, pads.dataset(files, schema=sch, format="parquet") if files else sch.empty_table())
+            for t, data in self._datasets().items():
+                con.register(t, data)
             con.register("_ingest_log_df", self._read_ingest_log())
             con.execute("CREATE TABLE ingest_log AS SELECT * FROM _ingest_log_df")
             con.unregister("_ingest_log_df")
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
+            lock(con)
         except BaseException:
             con.close()
             raise
         return con
+
+    def sandbox(self) -> duckdb.DuckDBPyConnection:
+        """A connection for user SQL (``calib store query``): the same locked connection as :meth:`connect`.
+
+        Nothing of the file system is reachable from it, not even a temp folder (``temp_directory`` is
+        empty, so nothing spills and no folder can be written through it).
+        """
+        return self.connect()
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         con = self.connect()
@@ -222,7 +247,7 @@ class Store:
     def count(self, table: str = "episodes") -> int:
         if table not in (*TABLE_VIEWS, "ingest_log"):
             raise StoreError(f"unknown table {table!r}: one of {', '.join((*TABLE_VIEWS, 'ingest_log'))}")
-        return int(self._scalar_rows(f"SELECT count(*) FROM {table}")[0][0])
+        return int(self._scalar_rows(f"SELECT count(*) FROM {sql_ident(table)}")[0][0])
 
     def _part_names(self) -> set[str]:
         try:
@@ -391,9 +416,17 @@ class Store:
     # ------------------------------------------------------------------ signals
 
     def signal_versions(self) -> dict[str, str]:
+        """Signal name -> its current version (a folder ``~<hash>`` holds its real name in ``NAME``)."""
         out = {}
         for cur in sorted(glob.glob(str(self.path / "signals" / "*" / "CURRENT"))):
-            out[Path(cur).parent.name] = Path(cur).read_text().strip()
+            folder = Path(cur).parent
+            name = folder.name
+            if name.startswith("~"):
+                try:
+                    name = (folder / "NAME").read_bytes().decode("utf-8", "surrogatepass")  # no newline translation
+                except FileNotFoundError:
+                    continue  # written before its NAME: not a signal yet
+            out[name] = Path(cur).read_text().strip()
         return out
 
     def write_signals(self, df: pd.DataFrame, *, signal: str, version: str) -> int:
@@ -402,9 +435,11 @@ class Store:
         A new version starts a fresh folder and becomes current only after its part is written, so a
         reader sees either the old version or the complete new one.
         """
-        check_name("signal", signal)
-        vdir = self.path / "signals" / signal / str(version)
+        sdir = self._signal_dir(signal)
+        vdir = sdir / check_name("signal version", str(version))
         vdir.mkdir(parents=True, exist_ok=True)
+        if sdir.name != signal and not (sdir / "NAME").exists():
+            _atomic_write_text(sdir / "NAME", signal)
         # from_pandas=True turns NaN into NULL, so "no value at this turn" is SQL NULL (count(value)
         # skips it), and converts columns without a Python loop.
         tbl = pa.table(
@@ -421,13 +456,13 @@ class Store:
         tmp = vdir / f".part-{uuid.uuid4().hex}.tmp"
         pq.write_table(tbl, tmp)
         os.replace(tmp, vdir / f"part-{_now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
-        cur = self.path / "signals" / signal / "CURRENT"
+        cur = sdir / "CURRENT"
         if not cur.exists() or cur.read_text().strip() != str(version):
             _atomic_write_text(cur, str(version))
         return len(df)
 
     def drop_signal(self, signal: str) -> None:
-        shutil.rmtree(self.path / "signals" / check_name("signal", signal), ignore_errors=True)
+        shutil.rmtree(self._signal_dir(signal), ignore_errors=True)
 
     # ------------------------------------------------------------------ side tables
 
@@ -461,20 +496,26 @@ class Store:
 
     # ------------------------------------------------------------------ export
 
-    def iter_episodes(self, where: str = "true", batch: int = 2000) -> Iterator[dict[str, Any]]:
-        """Canonical episode records (as ingested), streamed in batches."""
+    def iter_episodes(self, runs: Iterable[str] | None = None, batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """Canonical episode records (as ingested) of ``runs`` (all when None), streamed in batches."""
+        runs = list(runs) if runs is not None else None
         con = self.connect()
-        cur = con.execute(
-            "SELECT episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
-            f"messages, expected_actions, info FROM episodes WHERE {where} ORDER BY ingest_id, source_line"
-        )
-        cols = [d[0] for d in cur.description]
-        while rows := cur.fetchmany(batch):
-            for row in rows:
-                rec = dict(zip(cols, row))
-                for k in ("messages", "expected_actions", "info"):
-                    rec[k] = json.loads(rec[k]) if rec[k] is not None else None
-                yield rec
+        try:
+            cur = con.execute(
+                "SELECT episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
+                "messages, expected_actions, info FROM episodes WHERE ?::VARCHAR[] IS NULL OR list_contains(?, run_id) "
+                "ORDER BY ingest_id, source_line",
+                [runs, runs],
+            )
+            cols = [d[0] for d in cur.description]
+            while rows := cur.fetchmany(batch):
+                for row in rows:
+                    rec = dict(zip(cols, row))
+                    for k in ("messages", "expected_actions", "info"):
+                        rec[k] = json.loads(rec[k]) if rec[k] is not None else None
+                    yield rec
+        finally:
+            con.close()
 
 
 class IngestWriter:
@@ -778,7 +819,7 @@ def _write_rows(rows: list[dict[str, Any]], sch: pa.Schema, path: Path) -> None:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
