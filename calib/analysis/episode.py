@@ -21,17 +21,19 @@ from typing import Any
 import numpy as np
 
 from calib.analysis import metrics as M
+from calib.store.selection import Selection, SelectionLike
 
 EPISODE_VERDICTS = ("keep", "flip", "zero", "outcome")
 
 
-def load_episode_signals(con, names: Sequence[str], runs: Sequence[str] | None = None) -> dict[str, Any]:
+def load_episode_signals(con, names: Sequence[str], runs: SelectionLike = None) -> dict[str, Any]:
     """Arrays for the named episode-level signals over ``status='ok'`` episodes (of ``runs``).
 
     Returns ``{"group": [E], "success": [E], "outcome": [E], "values": {name: [E] with NaN}}``.
     """
-    where = "AND list_contains(?, run_id)" if runs else ""
-    params: list[Any] = [list(runs)] if runs else []
+    sel = Selection.of(runs)
+    where = sel.where_sql()
+    params: list[Any] = sel.params()
     ep = con.execute(
         f"SELECT episode_id, group_id, success, outcome FROM episodes WHERE status = 'ok' {where} ORDER BY episode_id",
         params,
@@ -130,7 +132,7 @@ def _reason(verdict: str, ci: Sequence[float], null: float) -> str:
     return f"{txt} covers {null:g}"
 
 
-def analyze_imported(store, imported, *, runs: Sequence[str] | None = None, config=None) -> dict[str, list[dict[str, Any]]]:
+def analyze_imported(store, imported, *, runs: SelectionLike = None, config=None) -> dict[str, list[dict[str, Any]]]:
     """Per-turn imported signals through the per-turn analysis, episode-level ones through this module."""
     from calib.analysis.run import AnalysisConfig, analyze_store
 

@@ -16,6 +16,7 @@ from calib.analysis.run import AnalysisConfig, AnalysisResult
 from calib.signals.compute import ComputeReport
 from calib.signals.imported import ImportedSignals
 from calib.spec import RewardSpec
+from calib.store.selection import Selection, SelectionLike
 
 SIGN_MODES = ("gtpo_hybrid", "mt_grpo")  # the modes whose sign agreement can decide alignment
 
@@ -78,7 +79,7 @@ def analysis_config(base: RewardSpec | None, *, mode: str | None = None, **setti
 def analyze_and_propose(
     store: Any,
     *,
-    runs: Sequence[str] | None = None,
+    runs: SelectionLike = None,
     signals: Sequence[str] | None = None,
     custom: Sequence[str] = (),
     base_spec: Path | str | None = None,
@@ -91,7 +92,9 @@ def analyze_and_propose(
 ) -> AnalyzeOutput:
     """Import the dumps' signals, compute the rest, analyse all of them and propose a spec.
 
-    ``store``: an open :class:`calib.store.Store`. ``settings``: AnalysisConfig fields (aggregate,
+    ``store``: an open :class:`calib.store.Store`. ``runs``: run ids, or a
+    :class:`calib.store.selection.Selection` (runs and a window of training steps, as online
+    recalibration reads), or None (every episode). ``settings``: AnalysisConfig fields (aggregate,
     n_boot, seed, weight_cap, rule, irc_alpha, irc_delta). ``store_label``: how the outputs name
     the store (default: its path). ``progress``: a rich ``Progress`` to report on, or None.
     """
@@ -102,7 +105,8 @@ def analyze_and_propose(
     from calib.signals.imported import import_signals
     from calib.tools import get_catalogue
 
-    run_list = list(runs) if runs else None
+    sel = Selection.of(runs)
+    run_list = None if sel.everything else sel
     # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
     imported = import_signals(store, run_list)
     names = choose_signals(signals, custom, imported)

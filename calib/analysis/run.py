@@ -24,6 +24,7 @@ from calib.analysis import paper as P
 from calib.errors import CalibError, UsageError
 from calib.jsonutil import plain
 from calib.sqlutil import lock, locked_connection
+from calib.store.selection import Selection, SelectionLike
 
 VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
 AGGREGATES = ("mean", "sum", "any", "max")
@@ -152,18 +153,17 @@ FROM episodes WHERE status = 'ok' {runs}
 """
 
 
-def load_arrays(con: duckdb.DuckDBPyConnection, signals: Sequence[str], runs: Sequence[str] | None = None) -> EpisodeData:
+def load_arrays(con: duckdb.DuckDBPyConnection, signals: Sequence[str], runs: SelectionLike = None) -> EpisodeData:
     """Read ``status='ok'`` episodes (of ``runs``) and the named signals into flat arrays, in SQL.
 
     ``con`` has views ``episodes`` (episode_id, run_id, group_id, success, outcome, n_turns, status)
     and ``signals`` (episode_id, turn_idx, signal, value), as a store connection does.
     """
-    where = "AND list_contains(?, run_id)" if runs else ""
-    con.execute(_EPISODES_SQL.format(runs=where), [list(runs)] if runs else [])
+    sel = Selection.of(runs)
+    where = sel.where_sql()
+    con.execute(_EPISODES_SQL.format(runs=where), sel.params())
     ep = con.execute("SELECT episode_id, run_id, group_id, success, outcome, n_turns FROM _ep ORDER BY off").fetchnumpy()
-    n_err = con.execute(
-        f"SELECT count(*) FROM episodes WHERE status <> 'ok' {where}", [list(runs)] if runs else []
-    ).fetchone()[0]
+    n_err = con.execute(f"SELECT count(*) FROM episodes WHERE status <> 'ok' {where}", sel.params()).fetchone()[0]
     lengths = np.asarray(ep["n_turns"], dtype=np.int64)
     n = int(lengths.sum())
     # One pass over the signals table: (signal code, flat position, value) for every wanted signal.
@@ -445,23 +445,25 @@ def analyze_store(
     store,
     signals: Sequence[str],
     *,
-    runs: Sequence[str] | None = None,
+    runs: SelectionLike = None,
     config: AnalysisConfig | None = None,
     on_signal: Callable[[str], None] | None = None,
     base: Any = None,
 ) -> AnalysisResult:
-    """Read the store (signals must already be computed: ``calib.signals.compute``) and analyse."""
+    """Read the store (signals must already be computed: ``calib.signals.compute``) and analyse the
+    episodes of ``runs`` (run ids, a :class:`calib.store.selection.Selection`, or None: all)."""
+    sel = Selection.of(runs)
     con = store.connect()
     try:
-        if runs:
+        if sel.runs:
             known = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM episodes").fetchall()}
-            missing = [r for r in runs if r not in known]
+            missing = [r for r in sel.runs if r not in known]
             if missing:
                 raise UsageError(
                     f"--runs: no run {', '.join(map(repr, missing))} in the store "
                     f"(runs: {', '.join(sorted(known)) or 'none'})"
                 )
-        data = load_arrays(con, signals, runs)
+        data = load_arrays(con, signals, sel)
     finally:
         con.close()
     result = analyze_arrays(data, config, on_signal=on_signal, base=base)

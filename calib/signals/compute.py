@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 from calib.errors import CalibError
 from calib.signals.registry import Signal, resolve_signal
 from calib.signals.sql import builtin_frame
+from calib.store.selection import Selection, SelectionLike
 from calib.tools import ToolCatalogue, get_catalogue
 
 
@@ -36,11 +37,10 @@ def signal_version(sig: Signal, catalogue: ToolCatalogue) -> str:
     return f"{sig.version}-{catalogue.name}" if sig.builtin else sig.version
 
 
-def episode_filter(runs: Sequence[str] | None) -> tuple[str, list[Any]]:
-    """SQL selecting episode ids of ``runs`` (all runs when None), and its parameters."""
-    if runs:
-        return "SELECT episode_id FROM episodes WHERE list_contains(?, run_id)", [list(runs)]
-    return "SELECT episode_id FROM episodes", []
+def episode_filter(runs: SelectionLike) -> tuple[str, list[Any]]:
+    """SQL selecting the episode ids of ``runs`` (run ids, a :class:`Selection`, or None: all), and its
+    parameters."""
+    return Selection.of(runs).ids_sql()
 
 
 def compute_signals(
@@ -48,7 +48,7 @@ def compute_signals(
     names: Iterable[str],
     *,
     catalogue: ToolCatalogue | None = None,
-    runs: Sequence[str] | None = None,
+    runs: SelectionLike = None,
     progress=None,
 ) -> ComputeReport:
     """Make sure every named signal has current values for every episode of ``runs`` in ``store``.

@@ -14,10 +14,10 @@ episode-level ones through ``calib.analysis.episode``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from calib.signals.compute import episode_filter
+from calib.store.selection import SelectionLike
 
 IMPORTED_VERSION = "imported-1"
 
@@ -31,7 +31,7 @@ class ImportedSignals:
     written: dict[str, int] = field(default_factory=dict)
 
 
-def imported_signal_names(con, runs: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+def imported_signal_names(con, runs: SelectionLike = None) -> tuple[list[str], list[str]]:
     """(per-turn names, episode-level names) that ``info.signals`` holds in the selected episodes.
 
     The names are read as data (``json_each`` yields each key as a value): a name is never spliced
@@ -65,7 +65,7 @@ FROM (SELECT episode_id, arr, unnest(range(n_turns::BIGINT)) AS i FROM arr)
 """
 
 
-def import_signals(store, runs: Sequence[str] | None = None) -> ImportedSignals:
+def import_signals(store, runs: SelectionLike = None) -> ImportedSignals:
     """Copy every ``info.signals`` entry of the selected episodes into the signals table (incrementally)."""
     sel_sql, params = episode_filter(runs)
     out = ImportedSignals()
