@@ -25,11 +25,12 @@ def info_cmd(store: StoreOpt = Path("./calib-store"), as_json: JsonOpt = False) 
     from rich.console import Console
     from rich.table import Table
 
+    from calib.jsonutil import dumps
     from calib.store.ops import info
 
     d = info(_open(store))
     if as_json:
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(dumps(d, indent=2))
         return
     console = Console()
     rate = "-" if d["success_rate"] is None else f"{d['success_rate']:.1%}"
@@ -65,11 +66,12 @@ def query_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from calib.jsonutil import dumps, frame_records
     from calib.store.ops import query
 
     df = query(_open(store), sql)
     if as_json:
-        typer.echo(df.to_json(orient="records", date_format="iso"))
+        typer.echo(dumps(frame_records(df)))
         return
     t = Table(caption=f"{len(df):,} rows" + (f" (first {limit} shown)" if len(df) > limit else ""))
     for c in df.columns:
