@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.cli.finish import finish
 from calib.jsonutil import dumps, exact, frame_records
 from calib.store import Store
 
@@ -96,6 +97,11 @@ def test_store_info_json_success_rate_is_exact(tmp_path: Path):
     assert d["per_run"] == [{"run_id": "r1", "episodes": 3, "groups": 3, "turns": 3, "success_rate": 1 / 3,
                              "errors": 0}]
     assert isinstance(d["per_run"][0]["turns"], int)  # a sum of INTEGER was a float (HUGEINT via pandas)
+
+
+def test_finish_prints_nan_as_null(capsys):
+    finish(None, {"loss": float("nan"), "lr": 1e-12, "step": np.int64(3)}, "", json_out=True)
+    assert _strict(capsys.readouterr().out) == {"loss": None, "lr": 1e-12, "step": 3}
 
 
 def test_exact_converts_what_dataframes_and_duckdb_hold():

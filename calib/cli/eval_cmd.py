@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +32,7 @@ def eval_command(
     Works on rollouts and on ingested tau-bench results (the trials of a task form its group).
     """
     from calib.errors import UsageError
+    from calib.jsonutil import dumps
     from calib.rollout.evaluate import evaluate_run
     from calib.store import Store
 
@@ -44,7 +44,7 @@ def eval_command(
         run = runs[0]
     result = evaluate_run(st, run, iteration)
     if json_out:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(dumps(result.to_dict()))
         return
     _print_table(result)
 
