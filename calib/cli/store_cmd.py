@@ -60,15 +60,18 @@ def query_cmd(
     sql: Annotated[str, typer.Argument(help="Read-only SQL over the views episodes, turns, signals, ingest_log.")],
     store: StoreOpt = Path("./calib-store"),
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows to print in the table view.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to print in the table view (0 or more).")] = 50,
 ) -> None:
     """Run read-only SQL over the store (SELECT only); prints a table, or JSON records with --json."""
     from rich.console import Console
     from rich.table import Table
 
+    from calib.errors import UsageError
     from calib.jsonutil import dumps, frame_records
     from calib.store.ops import query
 
+    if limit < 0:
+        raise UsageError(f"--limit {limit}: expected a number of rows >= 0")
     df = query(_open(store), sql)
     if as_json:
         typer.echo(dumps(frame_records(df)))
