@@ -1,5 +1,6 @@
 """Small CLI defects of issue 23, item 10: a negative ``store query --limit`` is refused like other bad
-options (one line, exit 2)."""
+options (one line, exit 2), and ``calib eval`` on an empty store says the store is empty and how to
+fill it, instead of "the store has runs (none)"."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def test_store_query_limit_zero_is_allowed(empty_store: Path):
     res = runner.invoke(app, ["store", "query", "SELECT 1 AS x", "--store", str(empty_store), "--limit", "0"])
     assert res.exit_code == 0, res.output
     assert "Error" not in res.output
+
+
+@pytest.mark.parametrize("extra", [[], ["--run", "r1"]])
+def test_eval_on_an_empty_store_says_it_is_empty(empty_store: Path, extra: list[str]):
+    res = runner.invoke(app, ["eval", "--store", str(empty_store), *extra])
+    assert res.exit_code == 1, res.output
+    [line] = _lines(res.output)
+    assert line.startswith(f"Error: the store {empty_store} is empty: ") and "(none)" not in line
+    assert f"calib ingest FILE --store {empty_store}" in line

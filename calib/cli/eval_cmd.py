@@ -33,14 +33,14 @@ def eval_command(
     """
     from calib.errors import UsageError
     from calib.jsonutil import dumps
-    from calib.rollout.evaluate import evaluate_run
+    from calib.rollout.evaluate import evaluate_run, store_runs
     from calib.store import Store
 
     st = Store(store, create=False)
     if run is None:
-        runs = st.runs()
+        runs = store_runs(st)
         if len(runs) != 1:
-            raise UsageError(f"--run is required: the store has runs {', '.join(runs) or '(none)'}")
+            raise UsageError(f"--run is required: the store has runs {', '.join(runs)}")
         run = runs[0]
     result = evaluate_run(st, run, iteration)
     if json_out:
