@@ -17,6 +17,29 @@ HEADER = """# CLI reference
 Generated from `--help` by `scripts/gen_cli_docs.py`; do not edit by hand. Every command that takes
 `--store` defaults to `$CALIB_STORE`, else `./calib-store`. Errors print one red line and exit with
 code 1 (2 for usage errors); set `CALIB_DEBUG=1` for a traceback.
+
+## JSON output
+
+Every `--json` output is exact, strict JSON (`calib/jsonutil.py`, tested in `tests/test_json_output.py`):
+
+- a float is written in the shortest form that reads back to the same double (Python's `repr`):
+  `1e-12`, `0.30000000000000004`, `0.3333333333333333`, `-0.0`, `2e-300`; nothing is rounded;
+- NaN, `inf` and `-inf` are `null` (JSON has no such numbers), and so is SQL NULL;
+- an integer keeps all its digits (a BIGINT above 2^53, e.g. 9007199254740993, too);
+- a timestamp is an ISO 8601 string (`2024-01-02T03:04:05.123456`, nanoseconds kept), an interval an
+  ISO 8601 duration (`P1DT0H0M0S`);
+- a DECIMAL or HUGEINT keeps its digits (`SELECT 12345678901234567890.123::DECIMAL(38,3)`), in a
+  column or inside a list or struct;
+- DuckDB lists are arrays and structs/maps objects (map keys as text), with the same rules inside;
+- anything else (UUID, BLOB) is its text.
+
+`store query --json` prints one array of row objects, `store info --json` one indented object, and
+the other commands one JSON value per line. For example, on a store made by `calib ingest`:
+
+```bash
+calib store query --json "SELECT 1e-12 AS t, 0.1::DOUBLE + 0.2::DOUBLE AS s, 'nan'::DOUBLE AS n, [1.5, 2e-300] AS l"
+# [{"t": 1e-12, "s": 0.30000000000000004, "n": null, "l": [1.5, 2e-300]}]
+```
 """
 
 

@@ -62,6 +62,7 @@ def analyze(
 
     from calib.analysis.pipeline import analyze_and_propose
     from calib.analysis.propose import write_outputs
+    from calib.jsonutil import dumps
     from calib.store import Store
 
     console = Console(stderr=as_json)
@@ -106,7 +107,7 @@ def analyze(
         doc["files"] = {k: str(v) for k, v in paths.items()}
         if report_path is not None:
             doc["files"]["report.html"] = str(report_path)
-        typer.echo(json.dumps(doc))
+        typer.echo(dumps(doc))
         return
     _print_table(console, result, cfg, computed)
     conv = result.convergence

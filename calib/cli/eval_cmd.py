@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -33,18 +32,19 @@ def eval_command(
     Works on rollouts and on ingested tau-bench results (the trials of a task form its group).
     """
     from calib.errors import UsageError
-    from calib.rollout.evaluate import evaluate_run
+    from calib.jsonutil import dumps
+    from calib.rollout.evaluate import evaluate_run, store_runs
     from calib.store import Store
 
     st = Store(store, create=False)
     if run is None:
-        runs = st.runs()
+        runs = store_runs(st)
         if len(runs) != 1:
-            raise UsageError(f"--run is required: the store has runs {', '.join(runs) or '(none)'}")
+            raise UsageError(f"--run is required: the store has runs {', '.join(runs)}")
         run = runs[0]
     result = evaluate_run(st, run, iteration)
     if json_out:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(dumps(result.to_dict()))
         return
     _print_table(result)
 

@@ -111,12 +111,10 @@ def misalignment_command(
         update_results_md(target, results_section(result, figure=figure, command=command, seconds=seconds),
                           [paths["png"], paths["svg"]], heading=section_heading(setting))
     if json_out:
-        import json
+        from calib.jsonutil import dumps
 
-        from calib.jsonutil import plain
-
-        typer.echo(json.dumps(plain({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
-                                          "results_md": str(target) if target else None, "seconds": seconds})))
+        typer.echo(dumps({"summary": result["summary"], "outputs": {k: str(v) for k, v in paths.items()},
+                          "results_md": str(target) if target else None, "seconds": seconds}))
         return
     console.print(rich_table(result))
     console.print(f"Outputs in {out} (results.json, table.md, {paths['png'].name}, specs/)"
@@ -151,8 +149,6 @@ def real_lm_command(
     evaluation on the test split. Prints one JSON line per arm and a summary line; a killed run
     continues where it stopped when started again with the same --out.
     """
-    import json
-
     from rich.console import Console
 
     from calib.errors import UsageError
@@ -172,10 +168,10 @@ def real_lm_command(
         cfg = dataclasses.replace(base, **changes)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    from calib.jsonutil import plain
+    from calib.jsonutil import dumps
 
     result = run_real_lm(cfg, out, log=lambda m: console.print(f"[dim]real-lm[/] {m}", highlight=False),
-                         emit=lambda d: typer.echo(json.dumps(plain(d))))
+                         emit=lambda d: typer.echo(dumps(d)))
     paths = write_report(result, out)
     if not json_out:
         console.print(markdown_table(result), highlight=False)

@@ -6,11 +6,12 @@ run started from, where the result is); writing it once keeps the two alike.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from calib.jsonutil import dumps
 
 
 def resumed_from(path: Path | None) -> str | None:
@@ -26,6 +27,6 @@ def resumed_note(path: Path | None) -> str:
 def finish(console: Any, summary: dict[str, Any], sentence: str, *, json_out: bool) -> None:
     """Print ``summary`` as one JSON line (``--json``) or ``sentence`` (rich markup) on ``console``."""
     if json_out:
-        typer.echo(json.dumps(summary))
+        typer.echo(dumps(summary))
     else:
         console.print(sentence, highlight=False, soft_wrap=True)

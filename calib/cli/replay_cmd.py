@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from calib.cli.options import (
     check_input_file,
     judge_config,
 )
+from calib.jsonutil import dumps
 
 DomainOpt = Annotated[
     str,
@@ -80,7 +80,7 @@ def replay(
         result["store"] = {"path": str(store), "episodes": written.episodes, "duplicates": written.skipped_duplicates,
                            "quarantined": written.quarantined}
     if json_out:
-        typer.echo(json.dumps(result))
+        typer.echo(dumps(result))
         return
     _print(rows, result, file)
 

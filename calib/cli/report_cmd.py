@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from calib.cli.options import JsonOpt, RunsOpt, StoreLabelOpt, StoreOpt, split_csv
+from calib.jsonutil import dumps
 
 MODES = ("grpo", "mt_grpo", "gtpo_hybrid")
 
@@ -81,7 +81,7 @@ def report(
         except BrowserError as e:
             raise CalibError(f"--screenshot: {e}") from None
     if as_json:
-        typer.echo(json.dumps({"path": str(result.path), "bytes": result.bytes,
+        typer.echo(dumps({"path": str(result.path), "bytes": result.bytes,
                                "episodes_embedded": result.episodes_embedded, "timings": result.timings,
                                "screenshot": str(shot) if shot else None}))
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from calib.cli.options import (
     StoreOpt,
     judge_config,
 )
+from calib.jsonutil import dumps
 
 _MISTAKE_HELP = "Per-episode rate of the oracle's {} mistake (overrides --mistake-rate)."
 
@@ -114,7 +114,7 @@ def rollout_command(
         "ingested": ingest.episodes, "skipped_duplicates": ingest.skipped_duplicates, "quarantined": ingest.quarantined,
     }
     if json_out:
-        typer.echo(json.dumps(summary))
+        typer.echo(dumps(summary))
         return
     _print_summary(summary)
 

@@ -14,16 +14,15 @@ spec_app = typer.Typer(help="Reward specs: the presets that ship with calib (usa
 def list_command(as_json: JsonOpt = False) -> None:
     """List the shipped presets. Each loads wherever a reward spec path is accepted, as preset:NAME
     (calib analyze --base-spec, calib report --spec, calib train --spec, base_spec in a loop config)."""
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
+    from calib.jsonutil import dumps
     from calib.spec import list_presets
 
     presets = list_presets()
     if as_json:
-        typer.echo(json.dumps(presets))
+        typer.echo(dumps(presets))
         return
     table = Table(box=None, pad_edge=False, padding=(0, 1))
     for col in ("spec", "advantage", "turn rewards"):

@@ -25,11 +25,13 @@ def info_cmd(store: StoreOpt = Path("./calib-store"), as_json: JsonOpt = False) 
     from rich.console import Console
     from rich.table import Table
 
+    from calib.cli.display import term_text
+    from calib.jsonutil import dumps
     from calib.store.ops import info
 
     d = info(_open(store))
     if as_json:
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(dumps(d, indent=2))
         return
     console = Console()
     rate = "-" if d["success_rate"] is None else f"{d['success_rate']:.1%}"
@@ -41,7 +43,7 @@ def info_cmd(store: StoreOpt = Path("./calib-store"), as_json: JsonOpt = False) 
         t.add_column(c, justify="left" if c == "run_id" else "right")
     for r in d["per_run"]:
         sr = "-" if r["success_rate"] is None else f"{r['success_rate']:.1%}"
-        t.add_row(str(r["run_id"]), f"{r['episodes']:,}", f"{r['groups']:,}", f"{int(r['turns'] or 0):,}", sr,
+        t.add_row(term_text(r["run_id"], 80), f"{r['episodes']:,}", f"{r['groups']:,}", f"{int(r['turns'] or 0):,}", sr,
                   str(r["errors"]))
     console.print(t)
     if d["signals"]:
@@ -50,32 +52,40 @@ def info_cmd(store: StoreOpt = Path("./calib-store"), as_json: JsonOpt = False) 
         s.add_column("version")
         s.add_column("turns", justify="right")
         for name, n in d["signals"].items():
-            s.add_row(name, d["signal_versions"].get(name, "?"), f"{n:,}")
+            s.add_row(term_text(name, 80), term_text(d["signal_versions"].get(name, "?"), 80), f"{n:,}")
         console.print(s)
 
 
 @store_app.command("query")
 def query_cmd(
-    sql: Annotated[str, typer.Argument(help="Read-only SQL over the views episodes, turns, signals, ingest_log.")],
+    sql: Annotated[str, typer.Argument(help="Read-only SQL over the tables episodes, turns, signals, ingest_log.")],
     store: StoreOpt = Path("./calib-store"),
     as_json: JsonOpt = False,
-    limit: Annotated[int, typer.Option("--limit", help="Rows to print in the table view.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to print in the table view (0 or more).")] = 50,
 ) -> None:
-    """Run read-only SQL over the store (SELECT only); prints a table, or JSON records with --json."""
+    """Run read-only SQL over the store (SELECT, SUMMARIZE, DESCRIBE, SHOW, PIVOT, or EXPLAIN of one);
+    prints a table, or JSON records with --json. Nothing else runs, and no file is reachable."""
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
+    from calib.cli.display import term_text
+    from calib.errors import UsageError
+    from calib.jsonutil import dumps, frame_records
     from calib.store.ops import query
 
+    if limit < 0:
+        raise UsageError(f"--limit {limit}: expected a number of rows >= 0")
     df = query(_open(store), sql)
     if as_json:
-        typer.echo(df.to_json(orient="records", date_format="iso"))
+        typer.echo(dumps(frame_records(df)))
         return
     t = Table(caption=f"{len(df):,} rows" + (f" (first {limit} shown)" if len(df) > limit else ""))
     for c in df.columns:
         t.add_column(str(c), overflow="fold")
     for row in df.head(limit).itertuples(index=False):
-        t.add_row(*["" if v is None else str(v) for v in row])
+        # a cell is data: shown as text (no rich markup), control characters escaped
+        t.add_row(*["" if v is None or v is pd.NA else term_text(v, 100_000) for v in row])
     Console().print(t)
 
 

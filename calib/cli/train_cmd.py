@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from calib.cli.options import (
     check_store,
 )
 from calib.cli.training_options import LoraROpt, ResumeOpt, ThreadsOpt, ToolDetailOpt, VisibleToolsOpt
+from calib.jsonutil import dumps
 
 
 def register(app: typer.Typer) -> None:
@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             plan = plan_train(job)
             if json_out:
-                typer.echo(json.dumps(plan))
+                typer.echo(dumps(plan))
             else:
                 for k, v in plan.items():
                     console.print(f"{k}: {v}", highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,14 +139,25 @@ def evaluate_counts(counts: pd.DataFrame, run_id: str = "") -> EvalResult:
     )
 
 
+def store_runs(store: Any) -> list[str]:
+    """The store's run ids; an empty store fails here, saying so and how to fill it (one line, exit 1),
+    rather than later as a run name that is wrong among "(none)"."""
+    runs = store.runs()
+    if not runs:
+        path = shlex.quote(str(store.path))
+        raise CalibError(f"the store {store.path} is empty: put episodes in it first with "
+                         f"calib ingest FILE --store {path} or calib rollout --store {path}")
+    return runs
+
+
 def evaluate_run(store: Any, run_id: str, iteration: int | None = None) -> EvalResult:
     """Evaluate one run of a store; raise CalibError naming the runs that exist when it is unknown."""
     counts = task_counts(store, run_id, iteration)
     if counts.empty:
-        runs = store.runs()
+        runs = store_runs(store)
         where = f" iteration {iteration}" if iteration is not None else ""
         raise CalibError(
             f"run {run_id!r}{where} has no episodes in {store.path}; runs in this store: "
-            f"{', '.join(runs) if runs else '(none)'}"
+            f"{', '.join(runs)}"
         )
     return evaluate_counts(counts, run_id)

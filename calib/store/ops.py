@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from calib.errors import CalibError, UsageError
+from calib.jsonutil import exact, frame_records
 from calib.store.store import Store
 
 
@@ -31,7 +32,7 @@ def info(store: Store) -> dict[str, Any]:
                FROM episodes"""
         ).df().iloc[0].to_dict()
         per_run = con.execute(
-            """SELECT run_id, count(*) AS episodes, count(DISTINCT group_id) AS groups, sum(n_turns) AS turns,
+            """SELECT run_id, count(*) AS episodes, count(DISTINCT group_id) AS groups, sum(n_turns)::BIGINT AS turns,
                       avg(CASE WHEN status = 'ok' THEN success::INT END) AS success_rate,
                       count(*) FILTER (WHERE status = 'error') AS errors
                FROM episodes GROUP BY run_id ORDER BY run_id"""
@@ -62,7 +63,8 @@ def info(store: Store) -> dict[str, Any]:
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records"))
+    """Rows as JSON-ready dicts with every digit kept (``to_json`` rounded a 1/3 success rate)."""
+    return exact(frame_records(df))
 
 
 def _one_line(e: BaseException) -> str:
@@ -131,7 +133,8 @@ def query(store: Store, sql: str) -> pd.DataFrame:
     try:
         result = None
         for st in statements:
-            result = con.execute(st.query).df()
+            # Arrow-backed columns keep DECIMAL/HUGEINT digits that a float64 frame would round
+            result = con.sql(st.query).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
         return result
     except duckdb.Error as e:
         raise CalibError(f"query refused or failed: {_one_line(e)}") from None
