@@ -135,9 +135,9 @@ def test_dumps_lays_out_like_json_dumps_and_round_trips(value):
 def test_store_query_json_keeps_top_level_decimal_and_hugeint_digits(empty_store: Path):
     """The query's rows come as Arrow-backed columns, so DECIMAL and HUGEINT never pass through a double."""
     res = runner.invoke(app, ["store", "query", "--store", str(empty_store), "--json",
-                              "SELECT 12345678901234567890.123::DECIMAL(38,3) AS d, "
-                              "170141183460469231731687303715884105727::HUGEINT AS h, sum(x) AS s "
-                              "FROM (VALUES (1), (2)) t(x)"])
+                              ("SELECT 12345678901234567890.123::DECIMAL(38,3) AS d, "
+                               "170141183460469231731687303715884105727::HUGEINT AS h, sum(x) AS s "
+                               "FROM (VALUES (1), (2)) t(x)")])
     assert res.exit_code == 0, res.output
     row = json.loads(res.output, parse_float=Decimal)[0]
     assert row["d"] == Decimal("12345678901234567890.123")

@@ -28,7 +28,7 @@ from calib.store.selection import Selection, SelectionLike
 
 VERDICT_ORDER = {"keep": 0, "flip": 1, "zero": 2}
 AGGREGATES = ("mean", "sum", "any", "max")
-RULES = ("auc", "irc")
+RULES = ("auc", "irc", "joint")
 ANALYSIS_SCHEMA_VERSION = 1
 
 
@@ -248,6 +248,8 @@ def analyze_arrays(
         rows.append(_signal_row(name, data, scores[:, j], gres, j, gboot[:, j], g, cfg))
     if cfg.rule == "irc":
         _apply_irc(rows, data, g, cfg)
+    elif cfg.rule == "joint":
+        _apply_joint(rows, data, g, cfg)
     paper = _paper_diagnostics(data, g, rows, cfg, base)
     rows.sort(key=lambda r: (VERDICT_ORDER[r["verdict"]], -abs(_nz(r["group_auc"]) - cfg.null_auc), r["signal"]))
     summary = _summary(data, g)
@@ -352,6 +354,45 @@ def _apply_irc(rows: list[dict[str, Any]], data: EpisodeData, g: np.ndarray, cfg
                            f"{tiers[name]['mean_A_total']:+.2f} under {cfg.mode}: weight 0")
         else:
             r["reason"] = f"irc: rho {rho:+.2f} (|rho| > {cfg.irc_delta:g}), weight {cfg.irc_alpha:g} x rho"
+
+
+def _apply_joint(rows: list[dict[str, Any]], data: EpisodeData, g: np.ndarray, cfg: AnalysisConfig) -> None:
+    """Replace verdicts and weights with the joint rule (``calib.analysis.joint``): one within-group
+    logistic model of success on the signals' episode totals, grown by forward selection, so that a
+    signal that repeats another's information or is weak gets (near) zero; then the sign check of the
+    ``auc`` rule. The marginal
+    verdict and weight stay in ``marginal``; a dropped signal that separates success on its own names
+    the kept signal it repeats in ``redundant_with``."""
+    from calib.analysis.joint import fit_joint
+
+    by_name = {r["signal"]: r for r in rows}
+    fit = fit_joint(data.values, data.lengths, data.success, g, cap=cfg.weight_cap,
+                    value_scale={n: r["value_scale"] for n, r in by_name.items()}, seed=cfg.seed)
+    for j, name in enumerate(fit.names):
+        r = by_name[name]
+        r["marginal"] = {"verdict": r["verdict"], "proposed_weight": r["proposed_weight"]}
+        w = float(fit.weight[j])
+        agree = r["sign_agreement"][cfg.mode]
+        aligned = (w > 0 and _nz(agree) >= cfg.min_agreement) or (w < 0 and 1 - _nz(agree) >= cfg.min_agreement)
+        r["joint"] = {"beta": float(fit.beta[j]), "weight_before_sign_check": w,
+                      "entered": fit.order.index(name) + 1 if name in fit.order else None}
+        r["redundant_with"] = None
+        if w != 0 and aligned:
+            r["proposed_weight"] = round(w, 6)
+            r["verdict"] = "keep" if w > 0 else "flip"
+            r["reason"] = (f"joint: coefficient {fit.beta[j]:+.2f} (standardised, within group), "
+                           f"{abs(fit.beta[j]) / max(np.abs(fit.beta).max(), 1e-12):.0%} of the strongest")
+            continue
+        r["proposed_weight"] = 0.0
+        r["verdict"] = "zero"
+        if w != 0:
+            r["reason"] = f"joint: kept by the model, but its sign agreement under {cfg.mode} is {_nz(agree):.0%}"
+        elif r["marginal"]["verdict"] in ("keep", "flip") and fit.closest_kept[j] is not None:
+            r["redundant_with"] = fit.closest_kept[j]
+            r["reason"] = (f"joint: redundant with {fit.closest_kept[j]} (separates success alone, adds nothing "
+                           "to the kept signals)")
+        else:
+            r["reason"] = "joint: weak: adds nothing to the kept signals (coefficient 0)"
 
 
 def _nz_scale(x: float) -> float:

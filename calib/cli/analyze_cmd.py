@@ -32,8 +32,10 @@ def analyze(
     base_spec: Annotated[Path | None, typer.Option("--base-spec", help="Start from this spec (a path or preset:NAME): "
                          "only its turn rewards change; tier alignment and advantage diagnostics describe it.")]
     = None,
-    rule: Annotated[str, typer.Option("--rule", help="Calibration rule: auc (calib's group-AUC rule) | irc (the "
-                    "seed paper's: alpha x point-biserial rho where |rho| > delta, then the sign check).")] = "auc",
+    rule: Annotated[str, typer.Option("--rule", help="Calibration rule: auc (calib's group-AUC rule, one signal "
+                    "at a time) | joint (all signals in one within-group model: a signal that repeats another or "
+                    "is weak gets 0) | irc (the seed paper's: alpha x point-biserial rho where |rho| > delta, then "
+                    "the sign check). See docs/signals.md.")] = "auc",
     alpha: Annotated[float, typer.Option("--alpha", help="irc: weight per unit of correlation (see docs/signals.md).")]
     = 0.5,
     delta: Annotated[float, typer.Option("--delta", help="irc: |rho| at or below this gives weight 0.")] = 0.1,
@@ -72,8 +74,8 @@ def analyze(
         raise UsageError(f"--n-boot {n_boot}: expected at least 1")
     if not (math.isfinite(weight_cap) and weight_cap >= 0):
         raise UsageError(f"--weight-cap {weight_cap}: expected a finite number >= 0")
-    if rule not in ("auc", "irc"):
-        raise UsageError(f"--rule {rule!r}: expected auc or irc")
+    if rule not in ("auc", "joint", "irc"):
+        raise UsageError(f"--rule {rule!r}: expected auc, joint or irc")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise UsageError(f"--alpha {alpha}: expected a finite number >= 0")
     if not (math.isfinite(delta) and 0 <= delta < 1):
@@ -138,6 +140,7 @@ def _fmt(x, spec: str = ".3f") -> str:
 
 
 def _print_table(console, result, cfg, computed) -> None:
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -160,7 +163,8 @@ def _print_table(console, result, cfg, computed) -> None:
         g_lo, g_hi = r["group_auc_ci"]
         table.add_row(
             term_text(r["signal"], 60),
-            f"[{style[r['verdict']]}]{r['verdict']}[/]",
+            f"[{style[r['verdict']]}]{r['verdict']}[/]"
+            + (f" [dim](= {escape(plain_text(r['redundant_with'], 30))})[/]" if r.get("redundant_with") else ""),
             f"{r['proposed_weight']:+.3f}",
             _fmt(r["group_auc"], ".2f"),
             f"{_fmt(g_lo, '.2f')}-{_fmt(g_hi, '.2f')}",
