@@ -50,14 +50,19 @@ def choose_signals(
     return names
 
 
-def load_base_spec(base_spec: Path | str | None, names: list[str]) -> tuple[RewardSpec | None, list[str]]:
-    """``(base spec or None, names)``: the base spec checked against the known signals, and ``names``
+def load_base_spec(base_spec: Path | str | RewardSpec | None, names: list[str]) -> tuple[RewardSpec | None, list[str]]:
+    """``(base spec or None, names)``: the base spec (a path, a preset, or a spec already loaded, as
+    online recalibration passes the one in force) checked against the known signals, and ``names``
     extended by its active signals (its diagnostics need them)."""
     from calib.signals.registry import available_signals
     from calib.spec import check_signals, load_spec
 
     if base_spec is None:
         return None, names
+    if isinstance(base_spec, RewardSpec):
+        base = base_spec
+        check_signals(base, names + available_signals(), source=f"reward spec {base.name}")
+        return base, list(dict.fromkeys(names + base.active_signals()))
     base = load_spec(base_spec, known_signals=names + available_signals())
     check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
     return base, list(dict.fromkeys(names + base.active_signals()))
@@ -82,7 +87,7 @@ def analyze_and_propose(
     runs: SelectionLike = None,
     signals: Sequence[str] | None = None,
     custom: Sequence[str] = (),
-    base_spec: Path | str | None = None,
+    base_spec: Path | str | RewardSpec | None = None,
     mode: str | None = None,
     settings: dict[str, Any] | None = None,
     name: str | None = None,

@@ -1,0 +1,147 @@
+"""Online recalibration (issue 24, item 1): the same analysis as ``calib analyze`` on the episodes of the
+last W training steps, weights moved toward what it finds, thin evidence left alone, every version
+recorded and loadable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calib.analysis.online import (RecalibrationConfig, decide_weights, history, recalibrate, spec_path,
+                                   try_recalibrate)
+from calib.errors import UsageError
+from calib.spec import RewardSpec, load_spec
+from calib.store import Store
+
+SIGNALS = '''
+def marker(ep, turn):
+    return float(ep["info"]["marker"][turn["turn_idx"]])
+
+
+def coin(ep, turn):
+    return float(ep["info"]["coin"][turn["turn_idx"]])
+'''
+
+
+@pytest.fixture
+def signals(tmp_path, monkeypatch) -> tuple[str, str]:
+    (tmp_path / "drift_signals.py").write_text(SIGNALS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "drift_signals:marker", "drift_signals:coin"
+
+
+def _episode(run: str, step: int, task: int, k: int, success: bool, marker: list[float], coin: list[float]) -> dict:
+    msgs = [{"role": "system", "content": "policy"}]
+    for t in range(len(marker)):
+        msgs += [{"role": "user", "content": f"u{t}"}, {"role": "assistant", "content": f"a{t}"}]
+    group = f"{run}/0/step{step}/t{task}"
+    return {"episode_id": f"{group}/{k}", "run_id": run, "iteration": 0, "task_id": f"t{task}", "group_id": group,
+            "outcome": float(success), "success": success, "messages": msgs,
+            "info": {"step": step, "marker": marker, "coin": coin}}
+
+
+def drift_store(path, *, steps: int = 20, drift_at: int = 11, groups: int = 5, size: int = 6, seed: int = 0) -> Store:
+    """Training episodes of run ``r``: ``marker`` fires on the turns of successes before ``drift_at``
+    and on the turns of failures from then on; ``coin`` is noise throughout."""
+    rng = np.random.default_rng(seed)
+    store = Store(path)
+    for step in range(1, steps + 1):
+        recs = []
+        for task in range(groups):
+            outcomes = rng.random(size) < 0.5
+            outcomes[0], outcomes[1] = True, False  # every group informative
+            for k, ok in enumerate(outcomes):
+                good = bool(ok) if step < drift_at else not ok
+                marker = [float(rng.random() < (0.8 if good else 0.2)) for _ in range(3)]
+                coin = [float(rng.random() < 0.5) for _ in range(3)]
+                recs.append(_episode("r", step, task, k, bool(ok), marker, coin))
+        store.add_episodes(recs, source=f"train:r:step{step}")
+    return store
+
+
+def _spec(marker: str, coin: str, w_marker: float = 0.3, w_coin: float = 0.2) -> RewardSpec:
+    return RewardSpec.from_dict({"name": "drift", "advantage": {"mode": "gtpo_hybrid"},
+                                 "turn_rewards": [{"signal": marker, "weight": w_marker},
+                                                  {"signal": coin, "weight": w_coin}]})
+
+
+def test_planted_drift_is_flipped_within_two_windows(tmp_path, signals):
+    marker, coin = signals
+    store = drift_store(tmp_path / "s")
+    cfg = RecalibrationConfig(every=5, window=5, blend=0.5, n_boot=200)
+    spec = _spec(marker, coin)
+    weights = {}
+    for step in (5, 10, 15, 20):
+        rec = recalibrate(store, spec, run_id="r", step=step, config=cfg, out_dir=tmp_path / "out")
+        spec = rec.spec
+        weights[step] = spec.turn_weights()[marker]
+        assert rec.first_step == step - 4 and rec.episodes == 5 * 30
+    assert weights[5] > 0 and weights[10] > 0  # before the drift: kept
+    assert weights[20] < 0, weights  # the drift starts at step 11: flipped by the second window after it
+    assert weights[15] < weights[10]
+
+
+def test_thin_evidence_keeps_the_weight(tmp_path, signals):
+    marker, coin = signals
+    store = drift_store(tmp_path / "s", steps=5)
+    rec = recalibrate(store, _spec(marker, coin), run_id="r", step=5,
+                      config=RecalibrationConfig(every=5, window=5, blend=1.0, n_boot=200))
+    coin_change = next(c for c in rec.changes if c["signal"] == coin)
+    assert coin_change["decision"].startswith("kept (thin")  # noise: its interval covers 0.5
+    assert rec.spec.turn_weights()[coin] == 0.2
+    # too few informative groups: nothing moves, even a signal with a clear effect
+    rec = recalibrate(store, _spec(marker, coin), run_id="r", step=5,
+                      config=RecalibrationConfig(every=5, window=1, blend=1.0, min_groups=6, n_boot=100))
+    assert all(c["decision"].startswith("kept (thin: 5 informative groups") for c in rec.changes)
+    assert rec.spec.turn_weights() == {marker: 0.3, coin: 0.2}
+    assert "no weight changed" in rec.log_line()
+
+
+def test_every_version_is_recorded_and_loads(tmp_path, signals):
+    marker, coin = signals
+    store = drift_store(tmp_path / "s", steps=10)
+    cfg = RecalibrationConfig(every=5, window=5, n_boot=100)
+    spec = _spec(marker, coin)
+    for step in (5, 10):
+        rec = recalibrate(store, spec, run_id="r", step=step, config=cfg, out_dir=tmp_path / "out")
+        assert rec.path == spec_path(tmp_path / "out", step)
+        loaded = load_spec(rec.path)
+        assert loaded.turn_weights() == rec.spec.turn_weights()
+        prov = loaded.provenance.model_dump()["recalibration"]
+        assert prov["step"] == step and prov["window"] == [step - 4, step]
+        assert prov["version"] == (1 if step == 5 else 2)
+        spec = loaded
+    h = history(store, "r")
+    assert sorted(set(h["step"])) == [5, 10] and set(h["signal"]) == {marker, coin}
+    last = h[h["step"] == 10].set_index("signal")["weight_after"].to_dict()
+    assert last == spec.turn_weights()
+
+
+def test_an_empty_window_is_skipped_with_a_reason(tmp_path, signals):
+    marker, coin = signals
+    store = drift_store(tmp_path / "s", steps=3)
+    rec, line = try_recalibrate(store, _spec(marker, coin), run_id="r", step=40,
+                                config=RecalibrationConfig(every=10, window=5))
+    assert rec is None and "skipped" in line
+
+
+def test_decide_weights_is_the_documented_rule():
+    rows = {"a": {"verdict": "flip", "proposed_weight": -0.3, "group_auc": 0.2, "group_auc_ci": [0.1, 0.3],
+                  "informative_groups": 8},
+            "b": {"verdict": "zero", "proposed_weight": 0.0, "group_auc": 0.52, "group_auc_ci": [0.4, 0.6],
+                  "informative_groups": 8},
+            "c": {"verdict": "keep", "proposed_weight": 0.3, "group_auc": 0.9, "group_auc_ci": [0.8, 0.95],
+                  "informative_groups": 2}}
+    out = {c["signal"]: c for c in decide_weights(rows, {"a": 0.3, "b": 0.1, "c": 0.0, "d": 0.2}, blend=0.5,
+                                                  min_groups=3)}
+    assert out["a"]["weight_after"] == pytest.approx(0.0) and out["a"]["decision"] == "updated"
+    assert out["b"]["weight_after"] == 0.1 and "covers no effect" in out["b"]["decision"]
+    assert out["c"]["weight_after"] == 0.0 and "2 informative groups" in out["c"]["decision"]
+    assert out["d"]["weight_after"] == 0.2 and "not measured" in out["d"]["decision"]
+
+
+@pytest.mark.parametrize("kw", [{"every": -1}, {"window": 0}, {"blend": 0.0}, {"blend": float("nan")},
+                                {"min_groups": 0}, {"rule": "magic"}])
+def test_config_refuses_bad_values(kw):
+    with pytest.raises(UsageError):
+        RecalibrationConfig(**kw)
