@@ -7,8 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.analysis.online import (RecalibrationConfig, decide_weights, history, recalibrate, spec_path,
-                                   try_recalibrate)
+from calib.analysis.online import (
+    RecalibrationConfig,
+    decide_weights,
+    history,
+    recalibrate,
+    spec_path,
+    try_recalibrate,
+)
 from calib.errors import UsageError
 from calib.spec import RewardSpec, load_spec
 from calib.store import Store
