@@ -151,3 +151,74 @@ def test_decide_weights_is_the_documented_rule():
 def test_config_refuses_bad_values(kw):
     with pytest.raises(UsageError):
         RecalibrationConfig(**kw)
+
+
+# ------------------------------------------------------------------------ the trainer's callback
+
+
+class _Acc:
+    num_processes = 1
+
+
+class _FakeTrainer:
+    """What RecalibrationCallback touches on MultiTurnGRPOTrainer."""
+
+    def __init__(self, spec, store):
+        self.calib_spec, self.calib_store, self.accelerator = spec, store, _Acc()
+        self.used: list[tuple[int, dict]] = []
+
+    def set_calib_spec(self, spec):
+        self.calib_spec = spec
+
+
+class _State:
+    def __init__(self, step):
+        self.global_step, self.is_world_process_zero = step, True
+
+
+def _run(trainer, cb, args, steps, save_every=5):
+    for step in steps:
+        trainer.used.append((step, trainer.calib_spec.turn_weights()))  # the weights that reward this step
+        cb.on_step_end(args, _State(step), None)
+        if step % save_every == 0:
+            (args.output_dir / f"checkpoint-{step}").mkdir(parents=True, exist_ok=True)
+            cb.on_save(args, _State(step), None)
+
+
+def test_callback_swaps_weights_between_steps_and_resumes_bit_identically(tmp_path, signals):
+    from types import SimpleNamespace
+
+    from trainer.recalibration import CHECKPOINT_SPEC, RecalibrationCallback
+
+    marker, coin = signals
+    store = drift_store(tmp_path / "s")
+    cfg = RecalibrationConfig(every=5, window=5, blend=0.5, n_boot=100)
+    lines: list[str] = []
+
+    def fresh(out):
+        args = SimpleNamespace(output_dir=out, run_id="r", domain="airline-mini")
+        t = _FakeTrainer(_spec(marker, coin), store)
+        return t, RecalibrationCallback(t, cfg, log=lines.append), args
+
+    # uninterrupted: 20 steps
+    t1, cb1, a1 = fresh(tmp_path / "full")
+    _run(t1, cb1, a1, range(1, 21))
+    used = dict(t1.used)
+    assert used[6] == load_spec(spec_path(a1.output_dir, 5)).turn_weights()  # step 6 is rewarded by step 5's
+    assert used[5] == used[1]  # a recalibration applies from the next step
+    assert used[20][marker] != used[1][marker]
+    assert len([x for x in lines if x.startswith("recalibration at step")]) == 4
+
+    # killed after checkpoint-10, resumed by a new process that starts from the original spec
+    t2, cb2, a2 = fresh(tmp_path / "killed")
+    _run(t2, cb2, a2, range(1, 11))
+    t3, cb3, a3 = fresh(tmp_path / "killed")
+    cb3.on_train_begin(a3, _State(10), None)
+    assert t3.calib_spec.turn_weights() == t2.calib_spec.turn_weights()
+    _run(t3, cb3, a3, range(11, 21))
+    assert t3.calib_spec.turn_weights() == t1.calib_spec.turn_weights()  # bit-identical
+    for step in (15, 20):
+        a = (a1.output_dir / f"checkpoint-{step}" / CHECKPOINT_SPEC).read_text()
+        b = (a3.output_dir / f"checkpoint-{step}" / CHECKPOINT_SPEC).read_text()
+        strip = lambda s: [x for x in s.splitlines() if "created" not in x]  # noqa: E731
+        assert strip(a) == strip(b)

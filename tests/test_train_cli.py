@@ -76,6 +76,12 @@ def _args(spec: Path, out: Path, store: Path, *extra: str) -> list[str]:
         "0",
         "--run-id",
         "cli",
+        # online recalibration after every step (issue 24): on this budget the windows hold no
+        # informative group, so the weights stay and the advantages below are the spec's
+        "--recalibrate-every",
+        "1",
+        "--recalibration-window",
+        "2",
         *extra,
     ]
 
@@ -231,6 +237,30 @@ def test_train_two_steps_lora_smollm2(trained, tiny_ready):
         assert max(float(c["advantages"].abs().max()) for c in caps) > 0
 
 
+def test_train_recalibrates_online_on_the_tiny_model(trained, spec_file):
+    """Two recalibrations in a two-step run: each a versioned spec on disk and in the store, a log line
+    each, the spec in force saved in every checkpoint, and each step's episodes say which spec rewarded them."""
+    from calib.analysis.online import history
+    from calib.spec import load_spec
+    from calib.store import Store
+
+    work = trained["work"]
+    out = work / "out"
+    for step in (1, 2):
+        spec = load_spec(out / "recalibration" / f"spec-step{step:06d}.yaml")
+        rec = spec.provenance.model_dump()["recalibration"]
+        assert rec["step"] == step and rec["window"] == [max(1, step - 1), step] and rec["version"] == step
+        assert set(spec.turn_weights()) == set(load_spec(spec_file).turn_weights())
+        assert load_spec(out / f"checkpoint-{step}" / "calib_spec.yaml").turn_weights() == spec.turn_weights()
+        assert f"recalibration at step {step} (steps {max(1, step - 1)}-{step}" in trained["output"]
+    store = Store(work / "store", create=False)
+    h = history(store, "cli")
+    assert sorted(set(h["step"])) == [1, 2] and len(h) == 2 * 3
+    used = store.query("SELECT json_extract(info, '$.step')::INT AS step, "
+                       "json_extract(info, '$.reward_spec.recalibration')::INT AS v FROM episodes")
+    assert {(int(a), int(b)) for a, b in zip(used["step"], used["v"])} == {(1, 0), (2, 1)}
+
+
 @pytest.mark.slow
 def test_one_pass_gives_the_same_update_as_micro_batches(tmp_path, spec_file, trained):
     """--micro-batch-size 4 (the whole batch in one forward/backward pass) and the CPU default (one
@@ -313,6 +343,14 @@ def test_kill_after_step_one_then_resume(tmp_path, spec_file, trained):
         return dict(zip(df["episode_id"], df["raw"]))
 
     assert step_episodes(store) == step_episodes(trained["work"] / "store")
+    # online recalibration resumed with the spec in force at checkpoint-1 and made the same step-2 spec
+    assert "resumed with the spec in force at step 1" in resumed.stdout + resumed.stderr
+    from calib.spec import load_spec
+
+    mine = load_spec(out / "recalibration" / "spec-step000002.yaml")
+    theirs = load_spec(trained["work"] / "out" / "recalibration" / "spec-step000002.yaml")
+    assert mine.turn_weights() == theirs.turn_weights()
+    assert mine.provenance.model_dump()["recalibration"] == theirs.provenance.model_dump()["recalibration"]
     ids = Store(store, create=False).query("SELECT json_extract(info, '$.step')::INT AS s FROM episodes")["s"]
     assert sorted(ids.tolist()) == [1, 1, 1, 1, 2, 2, 2, 2]  # nothing written twice
 

@@ -119,6 +119,26 @@ class MultiTurnGRPOConfig(GRPOConfig):
             "episode waiting on the model). Not TRL's `generation_batch_size`, which counts prompts per step."
         },
     )
+    # Parameters that control online recalibration (calib.analysis.online; docs/training.md)
+    recalibrate_every: int = field(
+        default=0,
+        metadata={"help": "Re-run the analysis every N optimiser steps on this run's recent episodes and move the "
+                  "spec's weights toward it (0: never; needs `store_dir`)."},
+    )
+    recalibration_window: int = field(
+        default=10, metadata={"help": "Steps of episodes each recalibration reads: the last W."}
+    )
+    recalibration_blend: float = field(
+        default=0.5, metadata={"help": "Share of the new weight taken: new = (1 - b) * current + b * proposed."}
+    )
+    recalibration_min_groups: int = field(
+        default=3,
+        metadata={"help": "Informative groups a signal needs in the window to move; with fewer, or an interval "
+                  "that covers 0.5, it keeps its weight."},
+    )
+    recalibration_rule: str = field(
+        default="auc", metadata={"help": "Calibration rule of each recalibration: `auc`, `joint` or `irc`."}
+    )
     # Parameters that control bookkeeping
     store_dir: str | None = field(
         default=None,
@@ -154,6 +174,22 @@ class MultiTurnGRPOConfig(GRPOConfig):
             raise ValueError(f"tool_detail={self.tool_detail!r}: expected one of {', '.join(TOOL_DETAILS)}")
         if not self.run_id:
             raise ValueError("run_id: should be a non-empty string")
+        self.recalibration_config()  # refuses bad values now, with the field's name
+        if self.recalibrate_every and not self.store_dir:
+            raise ValueError(f"recalibrate_every={self.recalibrate_every}: recalibration reads this run's episodes "
+                             "from the store; set store_dir")
+
+    def recalibration_config(self):
+        """The online recalibration settings as :class:`calib.analysis.online.RecalibrationConfig`."""
+        from calib.analysis.online import RecalibrationConfig
+        from calib.errors import UsageError
+
+        try:
+            return RecalibrationConfig(every=self.recalibrate_every, window=self.recalibration_window,
+                                       blend=self.recalibration_blend, min_groups=self.recalibration_min_groups,
+                                       rule=self.recalibration_rule, seed=self.seed)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
 
 
 def task_dataset(task_ids: list[str]):
@@ -173,6 +209,12 @@ def task_of(prompt: Any) -> str:
     if not text.startswith(TASK_PREFIX):
         raise ValueError(f"prompt {text[:60]!r} does not name a task (expected {TASK_PREFIX}<task id>)")
     return text[len(TASK_PREFIX) :]
+
+
+def spec_version(spec) -> dict[str, Any]:
+    """``{name, recalibration}``: the spec's name and its online recalibration version (0: as given)."""
+    prov = spec.provenance.model_dump() if spec.provenance is not None else {}
+    return {"name": spec.name, "recalibration": int((prov.get("recalibration") or {}).get("version", 0))}
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -243,6 +285,11 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             rollout_func=self._rollout,
         )
         self._build_policy()
+        if args.recalibrate_every:
+            from trainer.recalibration import RecalibrationCallback
+
+            self.calib_recalibration = RecalibrationCallback(self, args.recalibration_config())
+            self.add_callback(self.calib_recalibration)
 
     # ------------------------------------------------------------------------------------ setup
 
@@ -257,7 +304,6 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
             from calib.spec import load_spec
 
             spec = load_spec(args.spec_path)
-        self.calib_spec = spec
         self.calib_domain = load_domain(args.domain) if domain is None else domain
         self.calib_task_ids = [t.task_id for t in select_tasks(self.calib_domain, args.tasks)]
         if user_factory is None:
@@ -270,6 +316,13 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
 
             store = Store(args.store_dir, create=True)
         self.calib_store = store
+        if args.recalibrate_every and store is None:
+            raise ValueError("recalibrate_every: online recalibration needs a store (store_dir or store=)")
+        self.set_calib_spec(spec)
+
+    def set_calib_spec(self, spec) -> None:
+        """The spec whose weights reward the next rollouts (online recalibration swaps it between steps)."""
+        self.calib_spec = spec
         adv = spec.advantage
         self.calib_adv_kwargs = {
             "mode": adv.mode,
@@ -355,8 +408,10 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
         episodes = self._play(task_ids, samples, groups, step)
         outcome, turn_rewards = batch_rewards(episodes, self.calib_spec, self.calib_domain.catalogue)
         rows = [self._encode(ep) for ep in episodes]
+        version = spec_version(self.calib_spec)
         for ep, row in zip(episodes, rows):
             ep["info"]["drift_turns"] = row["drift"]
+            ep["info"]["reward_spec"] = version  # which weights rewarded it (online recalibration moves them)
         self._write(episodes, step)
         return {
             "prompt_ids": [r["prompt_ids"] for r in rows],

@@ -64,6 +64,12 @@ class TrainJob:
     use_vllm: bool = False
     vllm_mode: str = "colocate"  # TRL's names: colocate | server
     vllm_server_base_url: str | None = None
+    # online recalibration (calib.analysis.online): every N steps, re-measure on the last W steps
+    recalibrate_every: int = 0
+    recalibration_window: int = 10
+    recalibration_blend: float = 0.5
+    recalibration_min_groups: int = 3
+    recalibration_rule: str = "auc"
     extra: dict[str, Any] = field(default_factory=dict)  # any other MultiTurnGRPOConfig field
 
 
@@ -163,6 +169,21 @@ def check_options(job: TrainJob) -> None:
         raise UsageError(f"--vllm-mode {job.vllm_mode}: expected one of {', '.join(VLLM_MODES)}")
     if job.vllm_server_base_url and not (job.use_vllm and job.vllm_mode == "server"):
         raise UsageError("--vllm-server-base-url: only with --use-vllm --vllm-mode server")
+    _check_recalibration(job)
+
+
+def _check_recalibration(job: TrainJob) -> None:
+    from calib.analysis.online import RecalibrationConfig
+
+    try:
+        RecalibrationConfig(every=job.recalibrate_every, window=job.recalibration_window,
+                            blend=job.recalibration_blend, min_groups=job.recalibration_min_groups,
+                            rule=job.recalibration_rule)
+    except UsageError as e:
+        raise UsageError("--" + str(e).replace("_", "-", 2).replace("=", " ", 1)) from None
+    if job.recalibrate_every and job.store is None:
+        raise UsageError(f"--recalibrate-every {job.recalibrate_every}: needs --store (recalibration reads this "
+                         "run's episodes from it)")
 
 
 def _check(job: TrainJob) -> Path | None:
@@ -203,6 +224,7 @@ def plan_train(job: TrainJob) -> dict[str, Any]:
         "use_vllm": args.use_vllm,
         "vllm_mode": args.vllm_mode if args.use_vllm else None,
         "generation_batch_size": args.turn_batch_size,
+        "recalibrate_every": args.recalibrate_every or None,
         "missing": missing,
     }
 
@@ -251,6 +273,11 @@ def build_config(job: TrainJob, *, run_id: str, cuda: bool):
         "use_vllm": job.use_vllm,
         "vllm_mode": job.vllm_mode,
         "vllm_server_base_url": job.vllm_server_base_url,
+        "recalibrate_every": job.recalibrate_every,
+        "recalibration_window": job.recalibration_window,
+        "recalibration_blend": job.recalibration_blend,
+        "recalibration_min_groups": job.recalibration_min_groups,
+        "recalibration_rule": job.recalibration_rule,
         "logging_steps": 1,
         "report_to": [],
         "disable_tqdm": True,

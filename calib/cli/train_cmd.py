@@ -139,6 +139,26 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--vllm-server-base-url", help="server mode: URL of `trl vllm-serve` (TRL's name)."),
         ] = None,
+        recalibrate_every: Annotated[
+            int,
+            typer.Option("--recalibrate-every", help="Online recalibration: every N optimiser steps, re-run the "
+                         "analysis on this run's last --recalibration-window steps and move the weights toward it "
+                         "(0: never; needs --store). See docs/training.md."),
+        ] = 0,
+        recalibration_window: Annotated[
+            int, typer.Option("--recalibration-window", help="Steps of episodes each recalibration reads.")
+        ] = 10,
+        recalibration_blend: Annotated[
+            float, typer.Option("--recalibration-blend", help="Share of the new weight taken: (1-b) old + b new.")
+        ] = 0.5,
+        recalibration_min_groups: Annotated[
+            int,
+            typer.Option("--recalibration-min-groups", help="Informative groups a signal needs in the window to "
+                         "move (with fewer, or an interval covering 0.5, it keeps its weight)."),
+        ] = 3,
+        recalibration_rule: Annotated[
+            str, typer.Option("--recalibration-rule", help="Calibration rule of each recalibration: auc | joint | irc.")
+        ] = "auc",
         config: Annotated[
             Path | None,
             typer.Option("--config", help="YAML of these options (keys as the flags); flags given here override it."),
