@@ -220,5 +220,5 @@ def test_callback_swaps_weights_between_steps_and_resumes_bit_identically(tmp_pa
     for step in (15, 20):
         a = (a1.output_dir / f"checkpoint-{step}" / CHECKPOINT_SPEC).read_text()
         b = (a3.output_dir / f"checkpoint-{step}" / CHECKPOINT_SPEC).read_text()
-        strip = lambda s: [x for x in s.splitlines() if "created" not in x]  # noqa: E731
+        strip = lambda s: [x for x in s.splitlines() if "created" not in x]
         assert strip(a) == strip(b)

@@ -10,6 +10,7 @@ killed run continues with exactly the weights it had.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ class RecalibrationCallback(TrainerCallback):
     def __init__(self, trainer: Any, config: Any, *, log: Any = None):
         self.trainer = trainer
         self.config = config
-        self.log = log or (lambda line: print(line, flush=True))
+        # stderr, with the step lines: stdout stays for --json
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.lines: list[str] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
