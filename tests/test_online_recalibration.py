@@ -222,3 +222,33 @@ def test_callback_swaps_weights_between_steps_and_resumes_bit_identically(tmp_pa
         b = (a3.output_dir / f"checkpoint-{step}" / CHECKPOINT_SPEC).read_text()
         strip = lambda s: [x for x in s.splitlines() if "created" not in x]
         assert strip(a) == strip(b)
+
+
+def test_the_loop_passes_recalibration_to_each_iterations_training(tmp_path, monkeypatch):
+    """``calib loop`` (hf family) trains each iteration with the loop config's recalibration options."""
+    from pathlib import Path
+
+    import trainer.run as run_mod
+    from trainer.hf_family import HFFamily
+    from trainer.loop_config import LoopConfig
+
+    cfg = LoopConfig.model_validate({"family": "hf", "domain": "airline-mini", "workdir": str(tmp_path),
+                                     "train": {"recalibrate_every": 5, "recalibration_window": 7,
+                                               "recalibration_blend": 0.25, "recalibration_rule": "joint"}})
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_train(job, **kw):
+        seen["job"] = job
+        raise Stop
+
+    monkeypatch.setattr(run_mod, "run_train", fake_run_train)
+    with pytest.raises(Stop):
+        HFFamily(cfg, tmp_path).train(0, Path("spec.yaml"), Store(tmp_path / "store"), seed=0)
+    job = seen["job"]
+    assert (job.recalibrate_every, job.recalibration_window, job.recalibration_blend, job.recalibration_rule) == \
+        (5, 7, 0.25, "joint")
+    with pytest.raises(Exception, match="recalibration_blend"):
+        LoopConfig.model_validate({"family": "hf", "train": {"recalibration_blend": 0}})

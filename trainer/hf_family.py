@@ -91,6 +91,10 @@ class HFFamily:
             tool_detail=t.tool_detail,
             visible_tools=",".join(t.visible_tools) if t.visible_tools else None,
             threads=t.threads,
+            recalibrate_every=t.recalibrate_every,
+            recalibration_window=t.recalibration_window,
+            recalibration_blend=t.recalibration_blend,
+            recalibration_rule=t.recalibration_rule,
             resume=bool(complete_checkpoints(out)),  # a killed train stage continues where it stopped
         )
         result = run_train(job)

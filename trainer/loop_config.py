@@ -64,6 +64,12 @@ class TrainSection(_Model):
     tool_detail: Literal["full", "compact", "minimal"] = Field("full", description="hf family: tool schemas shown.")
     visible_tools: list[str] | None = Field(None, description="hf family: tools shown to the model (default: all).")
     threads: int | None = Field(None, ge=1, description="hf family: torch CPU threads.")
+    recalibrate_every: int = Field(0, ge=0, description="hf family: online recalibration inside the iteration's "
+                                   "training, every N steps (0: never); see docs/training.md.")
+    recalibration_window: int = Field(10, ge=1, description="hf family: steps of episodes each recalibration reads.")
+    recalibration_blend: float = Field(0.5, gt=0.0, le=1.0, description="hf family: share of the new weight taken.")
+    recalibration_rule: Literal["auc", "joint", "irc"] = Field("auc", description="hf family: rule of each "
+                                                               "recalibration.")
 
     @field_validator("learning_rate")
     @classmethod

@@ -130,24 +130,49 @@ def recalibrate(store: Any, spec: RewardSpec, *, run_id: str, step: int, config:
     in the store when ``out_dir`` is given. Raises CalibError when the window holds no episodes."""
     from calib.analysis.pipeline import analyze_and_propose
 
-    first = max(1, step - config.window + 1)
+    first = window_start(step, config)
     sel = Selection(runs=(run_id,), first_step=first, last_step=step)
-    current = spec.turn_weights()
     out = analyze_and_propose(
-        store, runs=sel, signals=list(current), base_spec=spec, domain=domain, name=spec.name,
-        settings={"rule": config.rule, "n_boot": config.n_boot, "seed": config.seed},
+        store, runs=sel, signals=list(spec.turn_weights()), base_spec=spec, domain=domain, name=spec.name,
+        settings=_settings(config),
     )
-    rows = {r["signal"]: r for r in out.result.signals}
-    changes = decide_weights(rows, current, blend=config.blend, min_groups=config.min_groups,
-                             null=out.config.null_auc)
-    new = versioned_spec(spec, changes, run_id=run_id, step=step, first_step=first, config=config,
-                         created=out.result.summary["created"])
-    rec = Recalibration(step=step, first_step=first, spec=new, changes=changes,
-                        episodes=int(out.result.summary["episodes"]),
-                        informative_groups=int(out.result.summary["informative_groups"]))
+    rec = _recalibration(out, spec, run_id=run_id, step=step, first_step=first, config=config)
     if out_dir is not None:
         rec.path = record(store, rec, run_id=run_id, out_dir=out_dir)
     return rec
+
+
+def recalibrate_arrays(data: Any, spec: RewardSpec, *, step: int, config: RecalibrationConfig,
+                       run_id: str = "arrays") -> Recalibration:
+    """:func:`recalibrate` on the window's episodes already in memory (``EpisodeData`` with the spec's
+    signals as ``values``: the testbed), through the same analysis
+    (:func:`calib.analysis.pipeline.propose_from_arrays`) and the same decision."""
+    from calib.analysis.pipeline import propose_from_arrays
+
+    out = propose_from_arrays(data, base=spec, name=spec.name, settings=_settings(config))
+    return _recalibration(out, spec, run_id=run_id, step=step, first_step=window_start(step, config),
+                          config=config)
+
+
+def window_start(step: int, config: RecalibrationConfig) -> int:
+    """First step of the window that a recalibration at ``step`` reads."""
+    return max(1, step - config.window + 1)
+
+
+def _settings(config: RecalibrationConfig) -> dict[str, Any]:
+    return {"rule": config.rule, "n_boot": config.n_boot, "seed": config.seed}
+
+
+def _recalibration(out: Any, spec: RewardSpec, *, run_id: str, step: int, first_step: int,
+                   config: RecalibrationConfig) -> Recalibration:
+    rows = {r["signal"]: r for r in out.result.signals}
+    changes = decide_weights(rows, spec.turn_weights(), blend=config.blend, min_groups=config.min_groups,
+                             null=out.config.null_auc)
+    new = versioned_spec(spec, changes, run_id=run_id, step=step, first_step=first_step, config=config,
+                         created=out.result.summary["created"])
+    return Recalibration(step=step, first_step=first_step, spec=new, changes=changes,
+                         episodes=int(out.result.summary["episodes"]),
+                         informative_groups=int(out.result.summary["informative_groups"]))
 
 
 def versioned_spec(spec: RewardSpec, changes: list[dict[str, Any]], *, run_id: str, step: int, first_step: int,

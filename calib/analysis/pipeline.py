@@ -129,3 +129,25 @@ def analyze_and_propose(
         result.summary["store"] = store_label
     spec = propose_spec(result, cfg, base=base, name=name, store=store_label or str(store.path))
     return AnalyzeOutput(result=result, spec=spec, config=cfg, computed=computed)
+
+
+def propose_from_arrays(
+    data: Any,
+    *,
+    base: RewardSpec | None = None,
+    mode: str | None = None,
+    settings: dict[str, Any] | None = None,
+    name: str | None = None,
+    store_label: str | None = None,
+) -> AnalyzeOutput:
+    """The same analysis and proposal as :func:`analyze_and_propose`, on arrays already in memory
+    (:class:`calib.analysis.run.EpisodeData`: the testbed's batches, a notebook's frames). Same
+    configuration rules (:func:`analysis_config`), same analysis, same proposal; no store, no
+    signals to compute (``computed`` is empty)."""
+    from calib.analysis.propose import propose_spec
+    from calib.analysis.run import analyze_arrays
+
+    cfg = analysis_config(base, mode=mode, **(settings or {}))
+    result = analyze_arrays(data, cfg, base=base)
+    spec = propose_spec(result, cfg, base=base, name=name, store=store_label)
+    return AnalyzeOutput(result=result, spec=spec, config=cfg, computed=ComputeReport())

@@ -40,7 +40,8 @@ def misalignment_command(
     first_seed: Annotated[int, typer.Option("--first-seed", help="Seeds run from this value upwards.")] = 0,
     setting: Annotated[str, typer.Option("--setting", help="default (farming bounded by the turn limit only) | "
                        "bounded (the customer hangs up after 3 turns without progress; KL penalty 0.04 to the "
-                       "initial policy): the seed paper's conditions. Each has its own results section.")]
+                       "initial policy): the seed paper's conditions | sparse (every task 3 writes of 3 variants "
+                       "in 8 turns: initial success about 2%). Each has its own results section.")]
     = "default",
     results_md: Annotated[
         Path | None,
@@ -70,6 +71,7 @@ def misalignment_command(
         bounded_setting,
         quick_config,
         run_experiment,
+        sparse_setting,
     )
     from trainer.experiment.report import (
         results_section,
@@ -86,6 +88,8 @@ def misalignment_command(
     base = quick_config(seeds) if quick else ExperimentConfig(seeds=seeds)
     if setting == "bounded":
         base = bounded_setting(base)
+    elif setting == "sparse":
+        base = sparse_setting(base)
     try:
         arm_list = tuple(a.name for a in get_arms(split_csv(arms)))
         train = dataclasses.replace(base.train, steps=steps) if steps is not None else base.train

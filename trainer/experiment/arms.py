@@ -13,6 +13,14 @@ arm                         advantage      per-turn rewards
 ``paper_v5_naive``          mt_grpo        the preset ``paper-v5-naive`` (the seed paper's v5 tiers)
 ``paper_v6_calibrated``     gtpo_hybrid    the preset ``paper-v6-calibrated`` (its v6 tiers, gamma 0.9,
                                            lambda 0.3)
+``online_mt_grpo``          mt_grpo        the calibrated spec, then recalibrated every N steps on the
+                                           last W steps' groups (``calib train --recalibrate-every``)
+``online_gtpo_hybrid``      gtpo_hybrid    the same
+``online_zero_gtpo_hybrid`` gtpo_hybrid    every signal at weight 0, no calibration batch (grpo's
+                                           episode budget), then recalibrated the same way
+``gold_only_mt_grpo``       mt_grpo        +0.3 for ``gold_match`` alone: the best hand-picked spec
+                                           known, the reference the online arms are measured against
+``gold_only_gtpo_hybrid``   gtpo_hybrid    the same
 ==========================  =============  ==========================================================
 
 The naive reward is what a designer writes without measuring: +0.3 for each thing the agent does
@@ -39,15 +47,31 @@ class Arm:
 
     name: str
     mode: str
-    rewards: str  # "none" | "naive" | "valid_bonus" | "calibrated" | "preset:NAME"
+    rewards: str  # "none" | "naive" | "valid_bonus" | "gold_only" | "calibrated" | "online" | "online_zero" | "preset:NAME"
+
+    @property
+    def online(self) -> bool:
+        """Whether the arm recalibrates its weights during training."""
+        return self.rewards in ("online", "online_zero")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the arm starts from the spec the analysis proposes from the calibration batch."""
+        return self.rewards in ("calibrated", "online")
 
     def fixed_spec(self) -> RewardSpec | None:
-        """The arm's spec when it needs no data (grpo, naive, presets); None for calibrated arms."""
-        if self.rewards == "calibrated":
+        """The arm's starting spec when it needs no data; None for arms that start from the calibration."""
+        from calib.envs.synthetic import SIGNALS
+
+        if self.needs_calibration:
             return None
         if is_preset(self.rewards):
             return load_spec(self.rewards)
-        signals = {"none": (), "naive": NAIVE_SIGNALS, "valid_bonus": ("valid_call",)}[self.rewards]
+        if self.rewards == "online_zero":
+            turn = [TurnReward(signal=s, weight=0.0) for s in SIGNALS]
+            return RewardSpec(name=self.name, advantage=AdvantageSpec(mode=self.mode), turn_rewards=turn)
+        signals = {"none": (), "naive": NAIVE_SIGNALS, "valid_bonus": ("valid_call",),
+                   "gold_only": ("gold_match",)}[self.rewards]
         turn = [TurnReward(signal=s, weight=NAIVE_WEIGHT) for s in signals]
         return RewardSpec(name=self.name, advantage=AdvantageSpec(mode=self.mode), turn_rewards=turn)
 
@@ -62,6 +86,11 @@ ARMS = (
     Arm("valid_bonus_gtpo_hybrid", "gtpo_hybrid", "valid_bonus"),
     Arm("paper_v5_naive", "mt_grpo", "preset:paper-v5-naive"),
     Arm("paper_v6_calibrated", "gtpo_hybrid", "preset:paper-v6-calibrated"),
+    Arm("online_mt_grpo", "mt_grpo", "online"),
+    Arm("online_gtpo_hybrid", "gtpo_hybrid", "online"),
+    Arm("online_zero_gtpo_hybrid", "gtpo_hybrid", "online_zero"),
+    Arm("gold_only_mt_grpo", "mt_grpo", "gold_only"),
+    Arm("gold_only_gtpo_hybrid", "gtpo_hybrid", "gold_only"),
 )
 ARM_NAMES = tuple(a.name for a in ARMS)
 

@@ -20,11 +20,12 @@ from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 SECTION = "## Synthetic testbed: the misalignment experiment"
 FIGURE = "misalignment_curves"
 BOUNDED_SECTION = "## Synthetic testbed, bounded farming: the misalignment experiment"
+SPARSE_SECTION = "## Synthetic testbed, sparse rewards: the misalignment experiment"
 
 
 def section_heading(setting: str) -> str:
     """The results.md heading of a setting (each setting has its own section)."""
-    return BOUNDED_SECTION if setting == "bounded" else SECTION
+    return {"bounded": BOUNDED_SECTION, "sparse": SPARSE_SECTION}.get(setting, SECTION)
 
 
 def figure_name(setting: str) -> str:
@@ -34,7 +35,8 @@ def figure_name(setting: str) -> str:
 def _style(rewards: str) -> str:
     if rewards.startswith("preset:"):
         return "-" if "calibrated" in rewards else (0, (5, 1, 1, 1))
-    return {"none": "-", "naive": ":", "valid_bonus": "-.", "calibrated": "--"}[rewards]
+    return {"none": "-", "naive": ":", "valid_bonus": "-.", "calibrated": "--", "online": (0, (6, 2)),
+            "online_zero": (0, (2, 2)), "gold_only": (0, (4, 1, 1, 1, 1, 1))}[rewards]
 
 
 def _pct(x: float) -> str:
@@ -58,6 +60,13 @@ def _rewards(row: dict[str, Any], rewards_kind: str) -> str:
         return f"+{NAIVE_WEIGHT} each: {', '.join(NAIVE_SIGNALS)}"
     if rewards_kind == "valid_bonus":
         return f"+{NAIVE_WEIGHT} valid_call"
+    if rewards_kind == "gold_only":
+        return f"+{NAIVE_WEIGHT} gold_match (hand-picked)"
+    if rewards_kind in ("online", "online_zero"):
+        w = {k: v for k, v in row["mean_weights"].items() if abs(v) >= 0.005}
+        start = "calibrated" if rewards_kind == "online" else "zero"
+        return (f"from {start}, recalibrated; at the end mean " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items())
+                if w else f"from {start}, recalibrated; all zero at the end")
     if rewards_kind.startswith("preset:"):
         w = {k: v for k, v in row["mean_weights"].items() if v != 0}
         return f"{rewards_kind}: " + ", ".join(f"{k} {v:+g}" for k, v in w.items())
@@ -201,6 +210,7 @@ def results_section(result: dict[str, Any], *, figure: str, command: str, second
         "",
     ]
     lines += [f"- {s}" for s in findings(rows)]
+    lines += trajectory_lines(result)
     verdicts = verdict_counts(result)
     if verdicts:
         lines += ["", "Verdicts of the analysis on the calibration batches (seeds with keep / flip / zero):", ""]
@@ -211,6 +221,29 @@ def results_section(result: dict[str, Any], *, figure: str, command: str, second
                      for c in (verdicts[m][sig] for m in verdicts)]
             lines.append(f"| {sig} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def trajectory_lines(result: dict[str, Any]) -> list[str]:
+    """Per online arm: the mean weight of each signal (over seeds) at each recalibration, as a table."""
+    traj = result.get("trajectories") or {}
+    if not traj:
+        return []
+    rc = result["config"].get("recalibration", {})
+    head = (f"Weights of the online arms over training (mean over seeds; recalibrated every {rc.get('every')} "
+            f"steps on the last {rc.get('window')} steps' groups, blend {rc.get('blend')}, rule {rc.get('rule')}, "
+            f"a signal moves only with >= {rc.get('min_groups')} informative groups and an interval off 0.5):")
+    out = ["", head, ""]
+    for name, t in traj.items():
+        steps = t["step"]
+        show = sorted({0, *steps[len(steps) // 4 :: max(1, len(steps) // 4)], steps[-1]})
+        idx = [steps.index(s) for s in show]
+        out += [f"`{name}`:", "", "| signal | " + " | ".join(f"step {s}" for s in show) + " |",
+                "|---|" + "---|" * len(show)]
+        for sig, ws in t["weights"].items():
+            if any(abs(ws[j]) >= 0.005 for j in idx):
+                out.append(f"| {sig} | " + " | ".join(f"{ws[j]:+.2f}" for j in idx) + " |")
+        out.append("")
+    return out
 
 
 def verdict_counts(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:

@@ -20,12 +20,15 @@ from the policy, with their own seeded stream), so the learning curve is not the
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from calib.analysis.online import RecalibrationConfig, recalibrate_arrays
+from calib.analysis.run import EpisodeData
 from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
 from calib.spec import RewardSpec
 from trainer.advantages import turn_advantages
@@ -102,14 +105,39 @@ def policy_step(
     return float(loss.detach())
 
 
+def window_data(window: list[tuple[int, SyntheticBatch]]) -> EpisodeData:
+    """The analysis' arrays for the batches of several steps: a group is one task *in one step* (the
+    policy that played it), as the trainer's group ids ``run/iteration/stepN/task`` are."""
+    from calib.envs.synthetic import SIGNALS
+
+    parts = list(window)
+    ids, groups = [], []
+    for step, b in parts:
+        ids.append(np.array([f"s{step}/e{i:05d}" for i in range(b.n_episodes)], dtype=object))
+        groups.append(np.array([f"s{step}/task{g}" for g in b.group], dtype=object))
+    return EpisodeData(
+        episode_id=np.concatenate(ids),
+        group=np.concatenate(groups),
+        success=np.concatenate([b.success for _, b in parts]),
+        outcome=np.concatenate([b.outcome for _, b in parts]),
+        lengths=np.concatenate([b.lengths for _, b in parts]),
+        values={s: np.concatenate([b.flat(s) for _, b in parts]) for s in SIGNALS},
+        runs=["testbed"],
+    )
+
+
 def train_arm(
-    tasks: SyntheticTasks, spec: RewardSpec, cfg: TrainConfig, *, seed: int
+    tasks: SyntheticTasks, spec: RewardSpec, cfg: TrainConfig, *, seed: int,
+    recalibration: RecalibrationConfig | None = None,
 ) -> dict[str, Any]:
     """Train a fresh policy with ``spec``; returns the learning curve and the final evaluation.
 
     Every arm of a seed starts from the same policy and draws its training tasks and evaluation
     episodes from streams seeded by ``seed`` alone (common random numbers: arms differ by their
-    rewards, not by luck in which tasks came up).
+    rewards, not by luck in which tasks came up). With ``recalibration``, the spec is recalibrated
+    every ``recalibration.every`` steps on the batches of the last ``window`` steps, through
+    :func:`calib.analysis.online.recalibrate_arrays` (the analysis and the rule of ``calib train
+    --recalibrate-every``); ``weights`` then holds the trajectory of the weights.
     """
     policy = TabularPolicy(tasks)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
@@ -124,10 +152,17 @@ def train_arm(
         curve.append({"step": step, **ev})
 
     record(0)
+    window: deque[tuple[int, SyntheticBatch]] = deque(maxlen=recalibration.window if recalibration else 1)
+    trajectory = [{"step": 0, "weights": spec.turn_weights()}]
     for step in range(1, cfg.steps + 1):
         chosen = rng_tasks.choice(n_tasks, size=per_step, replace=False)  # (tasks_per_step,)
         batch = rollout(tasks, policy.probs(), np.repeat(chosen, cfg.group_size), rng_train)
         policy_step(policy, opt, batch, spec, cfg.kl_coef)
+        if recalibration is not None:
+            window.append((step, batch))
+            if recalibration.due(step):
+                spec = recalibrate_arrays(window_data(list(window)), spec, step=step, config=recalibration).spec
+                trajectory.append({"step": step, "weights": spec.turn_weights()})
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record(step)
-    return {"curve": curve, "final": curve[-1]}
+    return {"curve": curve, "final": curve[-1], "spec": spec, "trajectory": trajectory}
