@@ -46,7 +46,8 @@ def _episode(run: str, step: int, task: int, k: int, success: bool, marker: list
             "info": {"step": step, "marker": marker, "coin": coin}}
 
 
-def drift_store(path, *, steps: int = 20, drift_at: int = 11, groups: int = 5, size: int = 6, seed: int = 0) -> Store:
+def drift_store(path, *, steps: int = 20, drift_at: int = 11, groups: int = 5, size: int = 6, seed: int = 0,
+                run: str = "r") -> Store:
     """Training episodes of run ``r``: ``marker`` fires on the turns of successes before ``drift_at``
     and on the turns of failures from then on; ``coin`` is noise throughout."""
     rng = np.random.default_rng(seed)
@@ -60,8 +61,8 @@ def drift_store(path, *, steps: int = 20, drift_at: int = 11, groups: int = 5, s
                 good = bool(ok) if step < drift_at else not ok
                 marker = [float(rng.random() < (0.8 if good else 0.2)) for _ in range(3)]
                 coin = [float(rng.random() < 0.5) for _ in range(3)]
-                recs.append(_episode("r", step, task, k, bool(ok), marker, coin))
-        store.add_episodes(recs, source=f"train:r:step{step}")
+                recs.append(_episode(run, step, task, k, bool(ok), marker, coin))
+        store.add_episodes(recs, source=f"train:{run}:step{step}")
     return store
 
 
@@ -252,3 +253,32 @@ def test_the_loop_passes_recalibration_to_each_iterations_training(tmp_path, mon
         (5, 7, 0.25, "joint")
     with pytest.raises(Exception, match="recalibration_blend"):
         LoopConfig.model_validate({"family": "hf", "train": {"recalibration_blend": 0}})
+
+
+def test_report_shows_calibration_over_time_and_keeps_hostile_text_inert(tmp_path, signals):
+    import pandas as pd
+
+    from calib.analysis.online import HISTORY_TABLE
+    from calib.report import write_report
+
+    marker, coin = signals
+    run = "r<script>alert(1)</script>"
+    store = drift_store(tmp_path / "s", steps=10, run=run)
+    spec = _spec(marker, coin)
+    for step in (5, 10):
+        spec = recalibrate(store, spec, run_id=run, step=step, config=RecalibrationConfig(every=5, window=5,
+                                                                                            n_boot=100),
+                           out_dir=tmp_path / "out").spec
+    hostile = "<img src=x onerror=alert(1)> $x^2$ \u202e"
+    store.write_table(HISTORY_TABLE, pd.DataFrame([
+        {"run_id": run, "step": s, "first_step": s, "signal": hostile, "weight_before": 0.0, "proposed": 0.1,
+         "weight_after": w, "verdict": v, "decision": "updated", "group_auc": 0.6, "ci_lo": 0.55, "ci_hi": 0.7,
+         "informative_groups": 5, "episodes": 150, "spec_path": "x"} for s, w, v in ((5, 0.1, "keep"), (10, -0.1, "flip"))]))
+    from calib.report.render import ReportConfig
+
+    path = write_report(store, tmp_path / "report.html", config=ReportConfig(max_episodes=0)).path
+    page = path.read_text()
+    assert 'id="recalibration"' in page and page.count('aria-label="recalibration-') == 1
+    assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
+    assert "run r&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "x^2" in page  # the legend label is text, $ kept literal (not typeset as math)

@@ -32,7 +32,7 @@ from calib.errors import CalibError, UsageError
 from calib.spec import RewardSpec, save_spec
 from calib.store.selection import Selection
 
-HISTORY_TABLE = "calibration_history"
+HISTORY_TABLE = "recalibration_history"  # the loop's per-iteration table is calibration_history
 SPEC_DIR = "recalibration"  # under the run's output folder: spec-step000010.yaml, ...
 
 

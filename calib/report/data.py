@@ -419,3 +419,38 @@ def episode_views(
             }
         )
     return out
+
+
+# ----------------------------------------------------------------------------- online recalibration
+
+
+def recalibration_history(con: duckdb.DuckDBPyConnection, store: Any, *, max_runs: int = 3) -> list[dict[str, Any]]:
+    """Per selected run that recalibrated online (``calib train --recalibrate-every``, the store's
+    ``recalibration_history`` table): the weight of each signal at each recalibration, where its
+    verdict changed, and the success rate of the run's episodes per training step. At most
+    ``max_runs`` runs (the most recent last); empty when no selected run recalibrated."""
+    hist = store.read_table("recalibration_history")
+    if hist is None or not len(hist):
+        return []
+    selected = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM ep").fetchall()}
+    hist = hist[hist["run_id"].isin(selected)]
+    out = []
+    for run, part in list(hist.groupby("run_id", sort=True))[-max_runs:]:
+        part = part.sort_values(["signal", "step"])
+        signals = {}
+        for sig, rows in part.groupby("signal", sort=True):
+            verdicts = rows["verdict"].tolist()
+            changed = [i > 0 and verdicts[i] != verdicts[i - 1] for i in range(len(verdicts))]
+            signals[str(sig)] = {"step": rows["step"].astype(int).tolist(),
+                                 "weight": rows["weight_after"].astype(float).tolist(),
+                                 "verdict": [None if pd.isna(v) else str(v) for v in verdicts],
+                                 "changed": changed}
+        success = con.execute(
+            "SELECT TRY_CAST(json_extract_string(info, '$.step') AS BIGINT) AS step, avg(success::DOUBLE) AS rate "
+            "FROM ep WHERE run_id = ? AND status <> 'error' GROUP BY 1 HAVING step IS NOT NULL ORDER BY 1",
+            [run],
+        ).df()
+        out.append({"run": str(run), "signals": signals,
+                    "success": {"step": success["step"].astype(int).tolist(),
+                                "rate": success["rate"].astype(float).tolist()}})
+    return out

@@ -211,3 +211,41 @@ def history_plot(history: dict[str, Any]) -> str:
             ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
         return _svg(fig, "history")
+
+
+def _label(name: str, width: int = 40) -> str:
+    """A signal name as a legend label: control characters shown as escapes, ``$`` kept literal
+    (matplotlib would read ``$...$`` as math), cut to ``width`` characters."""
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+                   for ch in str(name))
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def recalibration_plot(run: dict[str, Any], index: int = 0) -> str:
+    """One run's online recalibration: success per training step (left) and each signal's weight at
+    each recalibration (right), a ring where its verdict changed."""
+    signals = run["signals"]
+    with matplotlib.rc_context(_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3), squeeze=False)
+        ax = axes[0, 0]
+        ax.plot(run["success"]["step"], run["success"]["rate"], color=SUCCESS_COLOR, lw=1.2)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("success rate")
+        ax = axes[0, 1]
+        cmap = plt.get_cmap("tab10")
+        for i, (sig, w) in enumerate(signals.items()):
+            color = cmap(i % 10)
+            ax.plot(w["step"], w["weight"], marker="o", ms=3, color=color, label=_label(sig))
+            flips = [(x, y) for x, y, c in zip(w["step"], w["weight"], w["changed"]) if c]
+            if flips:
+                ax.scatter(*zip(*flips), s=60, facecolors="none", edgecolors=color, linewidths=1.2)
+        ax.axhline(0, color="#111827", lw=0.6)
+        ax.set_xlabel("training step (recalibration)")
+        ax.set_ylabel("turn-reward weight")
+        if signals:
+            ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        return _svg(fig, f"recalibration-{index}")

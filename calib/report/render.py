@@ -154,6 +154,7 @@ class _PageData:
     n_groups: int  # informative groups sampled for the scatter
     history: dict[str, Any] | None
     episodes: list[dict[str, Any]]
+    recalibration: list[dict[str, Any]] = field(default_factory=list)  # runs that recalibrated online
 
 
 class _Laps:
@@ -225,6 +226,7 @@ def _gather(store: Any, analysis: dict[str, Any], *, runs: list[str] | None, spe
         )
         lap("advantages")
         history = D.iteration_history(con, store)
+        recal = D.recalibration_history(con, store)
         ids = D.sample_episode_ids(con, per_task=cfg.per_task, max_episodes=cfg.max_episodes, seed=cfg.seed)
         episodes = D.episode_views(con, ids, [r.signal for r in rows], max_message_chars=cfg.max_message_chars)
         lap("episodes")
@@ -232,7 +234,7 @@ def _gather(store: Any, analysis: dict[str, Any], *, runs: list[str] | None, spe
         con.close()
     n_groups = sample.group.size and len(set(sample.group.tolist()))
     return _PageData(summary=summary, mode=mode, reward_spec=reward_spec, rows=rows, dists=dists, panels=panels,
-                     n_groups=n_groups, history=history, episodes=episodes)
+                     n_groups=n_groups, history=history, episodes=episodes, recalibration=recal)
 
 
 def _figures(page: _PageData, analysis: dict[str, Any], cfg: ReportConfig) -> dict[str, str]:
@@ -253,6 +255,7 @@ def _figures(page: _PageData, analysis: dict[str, Any], cfg: ReportConfig) -> di
 def _render(page: _PageData, analysis: dict[str, Any], figures: dict[str, str], cfg: ReportConfig, *,
             title: str | None, store_path: str) -> str:
     """The HTML text: the template filled, the report's data and episodes embedded as JSON."""
+    from calib.report import plots as plots_mod
     from calib.report.imported_view import IMPORTED_COLUMNS, imported_rows
 
     js = _static("report.js")
@@ -294,6 +297,8 @@ def _render(page: _PageData, analysis: dict[str, Any], figures: dict[str, str], 
         imported_columns=IMPORTED_COLUMNS,
         descriptions=_descriptions(),
         plots={k: Markup(v) for k, v in figures.items()},
+        recalibration=[{"run": r["run"], "svg": Markup(plots_mod.recalibration_plot(r, i))}
+                       for i, r in enumerate(page.recalibration)],
         history_has_weights=bool(page.history and page.history.get("weights")),
         scatter_note=scatter_note,
         spec_yaml=page.reward_spec.to_yaml(),
