@@ -230,8 +230,12 @@ def test_real_lm_quick_runs_every_arm_learns_from_informative_groups_and_resumes
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     summary = lines[-1]
-    assert summary["experiment"] == "real-lm" and set(summary["arms"]) == {"grpo", "naive_dense", "calibrated"}
-    assert [x["arm"] for x in lines[:-1]] == ["grpo", "naive_dense", "calibrated"]
+    assert summary["experiment"] == "real-lm"
+    assert set(summary["arms"]) == {"grpo", "naive_dense", "calibrated", "online"}
+    assert [x["arm"] for x in lines[:-1]] == ["grpo", "naive_dense", "calibrated", "online"]
+    # the online arm recalibrated after its step (issue 24), the others did not
+    assert (out / "checkpoints" / "online-s0" / "recalibration" / "spec-step000001.yaml").is_file()
+    assert not (out / "checkpoints" / "calibrated-s0" / "recalibration").exists()
     for arm in summary["arms"].values():
         assert 0.0 <= arm["success"] <= 1.0 and arm["ci"][0] <= arm["success"] <= arm["ci"][1]
     assert summary["informative_share"] > 0, summary

@@ -40,7 +40,10 @@ ARMS = (
     ("grpo", "grpo", "none"),
     ("naive_dense", "gtpo_hybrid", "preset:paper-v5-naive"),
     ("calibrated", "gtpo_hybrid", "calibrated"),
+    # the calibrated spec, recalibrated online after every step on the run's last steps (same budget)
+    ("online", "gtpo_hybrid", "calibrated"),
 )
+ONLINE_ARMS = ("online",)
 ARM_NAMES = tuple(a[0] for a in ARMS)
 DOMAIN = "airline-mini"
 SHORT_PROMPT = "You are an airline agent. Use the tools."
@@ -99,6 +102,10 @@ class RealLMConfig:
     rl_informative_tasks: bool = field(default=True, metadata={"help": "RL only on the train tasks where the "
                                        "calibration batch had mixed success (all calibration tasks if none had)."})
     rl_lora_r: int = 8
+    # the online arm: recalibrate after every step on all of its steps so far; one informative group is
+    # enough to move a weight (a two-step run sees one or two groups), the interval rule still applies
+    online_every: int = 1
+    online_min_groups: int = 1
     temperature: float = 1.0
     # 5. evaluation
     eval_trials: int = 2
@@ -351,7 +358,7 @@ def train_arm(cfg: RealLMConfig, store: Any, sft_model: str, spec: Path, out: Pa
                    max_turns=cfg.max_turns, max_new_tokens=cfg.max_new_tokens, max_steps=cfg.rl_steps,
                    save_steps=max(1, cfg.rl_steps // 2), learning_rate=cfg.rl_learning_rate, lora_r=cfg.rl_lora_r,
                    temperature=cfg.temperature, seed=seed, threads=cfg.threads, resume=_resumable(out),
-                   **cfg.view_args)
+                   **cfg.view_args, **(_online(cfg) if name in ONLINE_ARMS else {}))
     result = run_train(job)
     merged = merge_adapter(sft_model, result.adapter_dir, models / f"{name}-s{seed}")
     logs = [h for h in result.log_history if "calib/success_rate" in h]
@@ -366,6 +373,12 @@ def train_arm(cfg: RealLMConfig, store: Any, sft_model: str, spec: Path, out: Pa
         "turns": stats["turns"],
         "train_success": stats["success"],
     }
+
+
+def _online(cfg: RealLMConfig) -> dict[str, Any]:
+    """The online arm's recalibration options of ``calib train``."""
+    return {"recalibrate_every": cfg.online_every, "recalibration_window": cfg.rl_steps,
+            "recalibration_min_groups": cfg.online_min_groups}
 
 
 def _mean(xs: list[Any]) -> float:
