@@ -52,6 +52,8 @@ def misalignment_command(
         ),
     ] = None,
     no_results_md: Annotated[bool, typer.Option("--no-results-md", help="Do not write the results section.")] = False,
+    recalibration_rule: Annotated[str, typer.Option("--recalibration-rule", help="Calibration rule of the online "
+                                  "arms' recalibrations: auc | joint | irc.")] = "auc",
     json_out: JsonOpt = False,
 ) -> None:
     """Train a small softmax policy on the testbed under outcome-only GRPO, naive dense rewards
@@ -93,7 +95,8 @@ def misalignment_command(
     try:
         arm_list = tuple(a.name for a in get_arms(split_csv(arms)))
         train = dataclasses.replace(base.train, steps=steps) if steps is not None else base.train
-        cfg = dataclasses.replace(base, arms=arm_list, train=train, first_seed=first_seed)
+        recal = dataclasses.replace(base.recalibration, rule=recalibration_rule)
+        cfg = dataclasses.replace(base, arms=arm_list, train=train, first_seed=first_seed, recalibration=recal)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

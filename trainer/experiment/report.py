@@ -130,21 +130,22 @@ def plot_curves(result: dict[str, Any], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only; never a window
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
     arms = {a.name: a for a in get_arms(result["arms"])}
-    for name, c in result["curves"].items():
+    colors = plt.get_cmap("tab20")  # 14 arms: tab10 would give two arms one colour
+    for i, (name, c) in enumerate(result["curves"].items()):
         line = ax.plot(c["step"], [100 * v for v in c["mean"]], linestyle=_style(arms[name].rewards), label=name,
-                       lw=1.8)[0]
+                       lw=1.8, color=colors(i % 20))[0]
         if all(math.isfinite(v) for v in c["lo"] + c["hi"]):
             ax.fill_between(c["step"], [100 * max(v, 0) for v in c["lo"]], [100 * min(v, 1) for v in c["hi"]],
                             color=line.get_color(), alpha=0.12, lw=0)
     seeds = result["summary"][0]["seeds"]
     setting = result["config"].get("setting", "default")
-    where = "Bounded farming" if setting == "bounded" else "Synthetic testbed"
+    where = {"bounded": "Bounded farming", "sparse": "Sparse rewards"}.get(setting, "Synthetic testbed")
     ax.set(xlabel="policy-gradient step", ylabel="success % (evaluation rollouts)", ylim=(-2, 102),
            title=f"{where}: learning curves, mean and 95% CI over {seeds} seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     name = figure_name(setting)
