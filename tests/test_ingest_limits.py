@@ -402,3 +402,16 @@ def test_calib_ingest_exits_1_when_a_file_was_cut(tmp_path: Path, monkeypatch):
     assert res.exit_code == 1, res.output
     assert "ended early" in res.output and "2 episode(s) before the cut were ingested" in res.output
     assert Store(tmp_path / "st").query("SELECT count(*) AS n FROM episodes")["n"][0] == 2
+
+
+def test_the_documented_limits_are_the_code_s():
+    """docs/importing.md, docs/store.md and `calib ingest --help` name the limits the code applies."""
+    from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, parse_size
+
+    importing = (ROOT / "docs" / "importing.md").read_text()
+    store_doc = (ROOT / "docs" / "store.md").read_text()
+    help_text = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"}).output
+    assert f"nested deeper than {MAX_DEPTH} levels" in importing and f"deeper than {MAX_DEPTH} levels" in store_doc
+    assert f"deeper than {MAX_DEPTH} levels" in help_text
+    assert "(default `64MiB`" in importing and parse_size("64MiB") == DEFAULT_MAX_RECORD_BYTES
+    assert "[default: 64MiB]" in help_text

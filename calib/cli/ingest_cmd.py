@@ -38,8 +38,8 @@ def ingest(
     is created only where nothing exists (or in an empty directory); any other directory is refused.
 
     Limits, on every format: a record nested deeper than 256 levels of arrays and objects, or longer
-    than --max-record-bytes, is quarantined with its file and line; the records around it are ingested.
-    A path that is neither a regular file nor a folder (/dev/zero, a pipe) is refused.
+    than --max-record-bytes, is quarantined with its file and line, and the records around it are
+    ingested. A path that is neither a regular file nor a folder (/dev/zero, a pipe) is refused.
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
