@@ -33,9 +33,12 @@ class EndedEarly(str):
     was read. The ingest commits what came before and reports the file (``calib ingest`` exits 1)."""
 
 
-def ended_early(size_at_open: int, read: int) -> EndedEarly:
+def ended_early(size_at_open: int, read: int, *, partial: bool = True) -> EndedEarly:
+    """The reason for the record a cut falls in (``partial``), or for the line after a cut that fell
+    right after a newline."""
+    what = "this record is incomplete" if partial else "what followed this line is missing"
     return EndedEarly(f"the file ended early: it had {size_at_open:,} bytes when it was opened and ended after "
-                      f"{read:,} (cut while it was read); this record is incomplete")
+                      f"{read:,} (cut while it was read); {what}")
 
 
 def _loads(text: str) -> Any:
@@ -73,7 +76,7 @@ def iter_lines(f: BinaryIO, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterat
         if raw.strip():
             yield lineno, raw, None
     if f.tell() < size_at_open:
-        yield lineno + 1, b"", ended_early(size_at_open, f.tell())
+        yield lineno + 1, b"", ended_early(size_at_open, f.tell(), partial=False)
 
 
 def _skip_line(f: BinaryIO) -> int:
