@@ -415,3 +415,18 @@ def test_the_documented_limits_are_the_code_s():
     assert f"deeper than {MAX_DEPTH} levels" in help_text
     assert "(default `64MiB`" in importing and parse_size("64MiB") == DEFAULT_MAX_RECORD_BYTES
     assert "[default: 64MiB]" in help_text
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "per-record"])
+def test_deep_json_text_in_native_arguments_is_quarantined(tmp_path: Path, monkeypatch, fast):
+    """OpenAI-form arguments are JSON text inside the record: a deep one is refused with the same words
+    (the fast path hands nested arguments to the per-record path)."""
+    call = {"id": "c1", "type": "function", "function": {"name": "get_user_details", "arguments": DEEP_OBJECT}}
+    bad = _ep("bad", messages=[{"role": "user", "content": "hi"},
+                               {"role": "assistant", "content": None, "tool_calls": [call]},
+                               {"role": "tool", "tool_call_id": "c1", "content": "{}"},
+                               {"role": "assistant", "content": "done"}])
+    src = _write_lines(tmp_path / "a.jsonl", [json.dumps(_ep("t1")), json.dumps(bad)])
+    r, q = _ingest(src, tmp_path / "st", fast=fast, monkeypatch=monkeypatch)
+    assert (r.episodes, r.quarantined) == (1, 1)
+    assert q[0]["line"] == 2 and "arguments is " + TOO_DEEP in q[0]["reason"]
