@@ -430,3 +430,35 @@ def test_deep_json_text_in_native_arguments_is_quarantined(tmp_path: Path, monke
     r, q = _ingest(src, tmp_path / "st", fast=fast, monkeypatch=monkeypatch)
     assert (r.episodes, r.quarantined) == (1, 1)
     assert q[0]["line"] == 2 and "arguments is " + TOO_DEEP in q[0]["reason"]
+
+
+def _random_value(rng, depth: int = 0):
+    r = rng.random()
+    if depth > 3 or r < 0.3:
+        return rng.choice([1, 2.5, -31415, 1e-7, 'a"b\\c]}\n', "x" * rng.randint(0, 300), None, True, "é[{"])
+    if r < 0.65:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {f'k{i}"': _random_value(rng, depth + 1) for i in range(rng.randint(0, 4))}
+
+
+def test_the_array_reader_on_random_arrays(tmp_path: Path):
+    """Whatever the chunk size and the limit: every element within the limit comes back equal, at the
+    line where it starts; every one over it is reported as too long and the array goes on. (Chunks of
+    3 characters also cut numbers: "2.5" used to come back as 2.)"""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(300):
+        els = [_random_value(rng) for _ in range(rng.randint(1, 6))]
+        limit, chunk = rng.choice([50, 200, 10 ** 6]), rng.choice([3, 7, 64, 1 << 20])
+        text, starts = "[\n", []
+        for k, e in enumerate(els):
+            starts.append(text.count("\n") + 1)
+            text += json.dumps(e, indent=rng.choice([None, 1]), ensure_ascii=rng.random() < 0.5)
+            text += ",\n" if k < len(els) - 1 else "\n]"
+        (tmp_path / "a.json").write_text(text, encoding="utf-8")
+        got = list(iter_json_array(tmp_path / "a.json", chunk_size=chunk, max_bytes=limit))
+        assert [g[0] for g in got] == starts
+        for e, (_, obj, err, _) in zip(els, got):
+            size = len(json.dumps(e, ensure_ascii=False).encode())
+            assert (obj == e and size <= 4 * limit) if err is None else ("longer than" in err and 4 * size > limit)

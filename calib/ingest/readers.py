@@ -150,6 +150,7 @@ def iter_json_array(path: Path, chunk_size: int = 1 << 20, max_bytes: int = DEFA
 # Outside a string: the next quote, bracket or comma; inside: the next quote or backslash.
 _OUTSIDE_RE = re.compile(r'["\[\]{},]')
 _INSIDE_RE = re.compile(r'["\\]')
+_NUMBER_TAIL_RE = re.compile(r"[0-9.eE+-]*")  # what may still belong to a number: read on before taking it
 
 
 class _ArrayScanner:
@@ -225,16 +226,20 @@ class _ArrayScanner:
         while True:
             try:
                 obj, end = _DECODER.raw_decode(self.buf, self.pos)
+                if isinstance(obj, (int, float)) and _NUMBER_TAIL_RE.fullmatch(self.buf, end) and self.more():
+                    continue  # a number at the end of the buffer ("2" of "2.5") may go on in the next chunk
                 break
             except RecursionError:
                 return self.skip(start_line, too_deep())
             except json.JSONDecodeError as e:
                 if not _cut_by_buffer(e, self.buf):
                     return (start_line, None, f"invalid JSON: {e.msg}", self.at()), False
-                if len(self.buf) - self.pos > self.max_bytes:  # more characters than bytes allowed
+                held = len(self.buf) - self.pos
+                if held > self.max_bytes:  # more characters than bytes allowed
                     return self.skip(start_line, too_long(None, self.max_bytes, "element"))
-                # read on, doubling what is held, so that a long element is decoded a few times, not once per chunk
-                if self.more(max(self.chunk_size, len(self.buf) - self.pos)):
+                # read on, doubling what is held (so that a long element is decoded a few times, not once
+                # per chunk) but not past the limit by more than a chunk
+                if self.more(max(self.chunk_size, min(held, self.max_bytes + 1 - held))):
                     continue
                 return (start_line, None, f"invalid JSON: {e.msg}", self.at()), False
         text = self.buf[self.pos:end]
