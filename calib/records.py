@@ -20,6 +20,7 @@ import json
 import math
 from typing import Any
 
+from calib.jsonlimits import depth_error
 from calib.tools import ToolCatalogue
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -99,6 +100,8 @@ def _parse_tool_call(raw: Any, where: str) -> dict[str, Any]:
     if isinstance(args, str):
         if len(args) > MAX_STRING:
             raise RecordError(f"{where}.arguments is {len(args):,} characters long (limit {MAX_STRING:,})")
+        if (too_deep := depth_error(args)) is not None:  # before Python's recursive decoder sees it
+            raise RecordError(f"{where}.arguments is {too_deep}")
         try:
             call["arguments"] = _norm_value(json.loads(args)) if args.strip() else {}
         except json.JSONDecodeError:
@@ -190,6 +193,8 @@ def _normalize_actions(actions: Any) -> list[dict[str, Any]]:
             raise RecordError(f"expected_actions[{i}] should be an object with a name")
         args = a.get("arguments", a.get("kwargs", {}))
         if isinstance(args, str):
+            if (too_deep := depth_error(args)) is not None:
+                raise RecordError(f"expected_actions[{i}].arguments is {too_deep}")
             try:
                 args = json.loads(args)
             except json.JSONDecodeError as e:

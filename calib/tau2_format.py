@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from calib.jsonlimits import depth_error, too_long
+
 RESULTS_FILE = "results.json"
 SIM_DIR = "simulations"
 
@@ -47,10 +49,17 @@ def sniff_tau2(head: str) -> bool:
     return text.startswith("{") and ('"simulations"' in text or ('"environment_info"' in text and '"agent_info"' in text))
 
 
-def _load(path: Path) -> tuple[Any, str | None]:
+def _load(path: Path, max_bytes: int | None = None) -> tuple[Any, str | None]:
+    """The file's JSON, or an error: tau2 writes each file as one object, read whole, so ``max_bytes``
+    and the depth limit (``calib.jsonlimits``) apply to the whole file."""
     try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            return None, too_long(size, max_bytes, "file (a tau2 results file is read whole)")
         with open(path, encoding="utf-8") as f:
-            return json.load(f, parse_constant=_bad_constant), None
+            text = f.read()
+        err = depth_error(text)
+        return (None, err) if err is not None else (json.loads(text, parse_constant=_bad_constant), None)
     except UnicodeDecodeError as e:
         return None, f"file is not valid UTF-8 ({e.reason})"
     except (ValueError, RecursionError) as e:
@@ -61,15 +70,17 @@ def _bad_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def iter_tau2(path: Path) -> Iterator[tuple[str, int | None, Any, str | None, dict[str, Any]]]:
+def iter_tau2(path: Path, *, max_bytes: int | None = None
+              ) -> Iterator[tuple[str, int | None, Any, str | None, dict[str, Any]]]:
     """Yield ``(file, index, simulation | None, error | None, header)`` for a tau2 file or directory.
 
     ``index`` is the simulation's position in the file's ``simulations`` list (None for one file per
     simulation); ``header`` is the results object without its simulations (``info``, ``tasks``).
-    A file that cannot be read at all comes back as one error, so the ingest can quarantine it.
+    A file that cannot be read at all (or is longer than ``max_bytes``) comes back as one error, so the
+    ingest can quarantine it.
     """
     if path.is_dir():
-        doc, err = _load(path / RESULTS_FILE)
+        doc, err = _load(path / RESULTS_FILE, max_bytes)
         if err is not None or not isinstance(doc, dict):
             yield str(path / RESULTS_FILE), None, None, err or "results.json should hold a JSON object", {}
             return
@@ -77,10 +88,10 @@ def iter_tau2(path: Path) -> Iterator[tuple[str, int | None, Any, str | None, di
         for i, sim in enumerate(doc.get("simulations") or []):
             yield str(path / RESULTS_FILE), i, sim, None, header
         for f in sorted((path / SIM_DIR).glob("*.json")):
-            sim, err = _load(f)
+            sim, err = _load(f, max_bytes)
             yield str(f), None, sim, err, header
         return
-    doc, err = _load(path)
+    doc, err = _load(path, max_bytes)
     if err is not None:
         yield str(path), None, None, err, {}
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,24 @@ StoreLabelOpt = Annotated[
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+def check_finite(flag: str, value: float) -> None:
+    """Refuse (exit 2, one line) a float option that is NaN or infinite: every comparison with NaN is
+    false, so ``--success-threshold nan`` would silently make every episode a failure."""
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} {value}: expected a finite number")
+
+
+def parse_size_option(flag: str, value: str) -> int:
+    """A byte count such as ``64MiB``, ``500KB`` or ``1000000`` (``calib.jsonlimits.parse_size``), or a
+    one-line refusal (exit 2)."""
+    from calib.jsonlimits import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: expected a positive size such as 64MiB, 500KB or 1000000") from None
 
 
 def split_csv(value: str | None) -> list[str] | None:

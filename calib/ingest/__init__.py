@@ -5,11 +5,16 @@ Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JS
 (TRL/verifiers/ART-style chat JSONL), ``verifiers`` (a verifiers output folder: ``results.jsonl`` +
 ``metadata.json``, or ``traces.jsonl``), ``art`` (OpenPipe ART trajectory logs: Parquet, JSONL or
 YAML, one file or a folder of them); ``auto`` sniffs the first bytes (and recognises the folders).
+
+Limits (``docs/importing.md``): a record nested deeper than ``calib.jsonlimits.MAX_DEPTH`` or longer than
+``max_record_bytes`` is quarantined with its file and line, never held whole; a file that was cut
+while it was read commits what came before the cut and says so (``IngestResult.ended_early``).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +24,12 @@ from calib.errors import CalibError, UsageError
 from calib.ingest.art import is_art_dir
 from calib.ingest.chat import chat_to_native
 from calib.ingest.components import DEFAULT_SUCCESS_THRESHOLD
-from calib.ingest.readers import iter_json_array, iter_jsonl
-from calib.ingest.sniff import sniff_format
+from calib.ingest.readers import EndedEarly, iter_json_array, iter_jsonl
+from calib.ingest.sniff import is_json_array_file, sniff_format
 from calib.ingest.tau2 import is_tau2_dir
 from calib.ingest.taubench import taubench_to_native
 from calib.ingest.verifiers import is_verifiers_dir
+from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES
 from calib.records import RecordError
 from calib.store import IngestResult, Store
 from calib.tools import ToolCatalogue
@@ -32,21 +38,61 @@ _FAST_OFF = os.environ.get("CALIB_INGEST_FAST", "1") == "0"  # the per-record pa
 FORMATS = ("auto", "native", "taubench", "tau2", "chat", "verifiers", "art")
 DIR_FORMATS = ("tau2", "verifiers", "art")
 
-__all__ = ["FORMATS", "chat_to_native", "ingest_file", "ingest_paths", "taubench_to_native"]
+__all__ = ["FORMATS", "chat_to_native", "check_ingest_args", "check_source", "ingest_file", "ingest_paths",
+           "taubench_to_native"]
 
 
-def _records(path: Path, fmt: str, run_id: str) -> Iterator[tuple[int, Any, str | None, Any]]:
+def check_ingest_args(paths: list[Path], *, fmt: str = "auto", success_threshold: float = DEFAULT_SUCCESS_THRESHOLD,
+                      max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+    """Refuse (``UsageError``, one line) any argument of an ingest before anything is read or created:
+    ``calib ingest`` calls it before it opens (or creates) the store, so a refusal leaves no trace."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if not math.isfinite(success_threshold):
+        raise UsageError(f"--success-threshold {success_threshold}: expected a finite number")
+    if max_record_bytes < 1:
+        raise UsageError(f"--max-record-bytes {max_record_bytes}: expected a positive number of bytes")
+    for p in paths:
+        check_source(Path(p), fmt)
+
+
+def check_source(path: Path, fmt: str = "auto") -> str | None:
+    """Refuse (``UsageError``) a path that cannot be ingested as ``fmt``: missing, a folder that is not
+    a results folder, or neither a regular file nor a folder. Returns the folder's format, or None for
+    a file.
+
+    Why refuse devices, pipes and sockets: ``/dev/zero`` never ends and holds no newline, and a pipe
+    cannot be sniffed and then read again, nor told apart from a file cut while it was read; save the
+    stream to a file and ingest that."""
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if path.is_dir():
+        dir_fmt = _dir_format(path) if fmt == "auto" else (fmt if fmt in DIR_FORMATS and _dir_format(path) == fmt
+                                                           else None)
+        if dir_fmt is None:
+            raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
+                             "a verifiers output folder with results.jsonl or traces.jsonl, or a folder of ART "
+                             "trajectory logs)")
+        return dir_fmt
+    if not path.is_file():
+        raise UsageError(f"{path} is not a regular file or folder (a device, pipe or socket): save the dump to a "
+                         "file and ingest that")
+    return None
+
+
+def _records(path: Path, fmt: str, run_id: str, max_bytes: int) -> Iterator[tuple[int, Any, str | None, Any]]:
     """Yield ``(line, native_record | None, error | None, raw)``."""
     if fmt == "taubench":
         with open(path, "rb") as f:
             first = f.read(4096).lstrip()[:1]
-        items = iter_json_array(path) if first in (b"[", b"") else iter_jsonl(path)
+        array = first == b"" or (first == b"[" and is_json_array_file(path, max_bytes))
+        items = iter_json_array(path, max_bytes=max_bytes) if array else iter_jsonl(path, max_bytes)
         convert: Callable[[Any], dict[str, Any]] | None = lambda r: taubench_to_native(r, run_id=run_id)
     elif fmt == "chat":
-        items = iter_jsonl(path)
+        items = iter_jsonl(path, max_bytes)
         convert = lambda r: chat_to_native(r, run_id=run_id)
     else:
-        items = iter_jsonl(path)
+        items = iter_jsonl(path, max_bytes)
         convert = None
     for line, rec, err, raw in items:
         if err is not None:
@@ -71,46 +117,41 @@ def ingest_file(
     catalogue: ToolCatalogue | None = None,
     on_progress: Callable[[int], None] | None = None,
     success_threshold: float = DEFAULT_SUCCESS_THRESHOLD,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> IngestResult:
     """Ingest one file (or one results folder) atomically. With ``strict``, the first bad record aborts
     the whole file. ``success_threshold``: for verifiers and ART dumps, whose rewards need not be 0/1,
-    ``success`` is ``reward >= success_threshold``."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    if not path.exists():
-        raise UsageError(f"no such file: {path}")
-    if path.is_dir():
-        dir_fmt = _dir_format(path) if fmt == "auto" else (fmt if fmt in DIR_FORMATS and _dir_format(path) == fmt
-                                                           else None)
-        if dir_fmt is None:
-            raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
-                             "a verifiers output folder with results.jsonl or traces.jsonl, or a folder of ART "
-                             "trajectory logs)")
+    ``success`` is ``reward >= success_threshold``. ``max_record_bytes``: a longer record (line,
+    array element, whole tau2 or YAML file) is quarantined without being held whole."""
+    check_ingest_args([], fmt=fmt, success_threshold=success_threshold, max_record_bytes=max_record_bytes)
+    dir_fmt = check_source(path, fmt)
+    if dir_fmt is not None:
         fmt = dir_fmt
     elif fmt == "auto":
-        fmt = sniff_format(path) if path.stat().st_size else "native"
+        fmt = sniff_format(path, max_record_bytes) if path.stat().st_size else "native"
+    limit = max_record_bytes
     if fmt == "tau2":
-        return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress)
+        return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress,
+                            max_bytes=limit)
     if fmt in ("verifiers", "art"):
         return _ingest_library(store, path, fmt, run_id=run_id, strict=strict, catalogue=catalogue,
-                               on_progress=on_progress, threshold=success_threshold)
+                               on_progress=on_progress, threshold=success_threshold, max_bytes=limit)
     # tau-bench and chat dumps carry no run id: default to the file's name.
     default_run = run_id or path.stem
     if fmt == "native" and not strict and not _FAST_OFF:
         return _ingest_native_fast(store, path, run_id=run_id, default_run=default_run, catalogue=catalogue,
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, max_bytes=limit)
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
     empty = True
     try:
-        for line, rec, err, raw in _records(path, fmt, default_run):
+        for line, rec, err, raw in _records(path, fmt, default_run, limit):
             empty = False
             if err is None and fmt == "native" and isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
                 rec = {**rec, "run_id": default_run}
             if err is not None:
                 if strict:
                     raise CalibError(f"{path}:{line}: {err} (--strict: nothing from this file was ingested)")
-                writer.result.records += 1
-                writer.quarantine(line=line, reason=err, raw=raw, file=str(path))
+                _refuse(writer, line=line, reason=err, raw=raw, file=str(path))
             else:
                 ok = writer.add(rec, line=line, file=str(path))
                 if not ok and strict and writer.result.quarantined:
@@ -126,6 +167,15 @@ def ingest_file(
     return writer.commit()
 
 
+def _refuse(writer, *, line: int | None, reason: str, raw: Any, file: str) -> None:
+    """Quarantine one record the reader or the converter refused; a file that ended early is also
+    recorded on the result, so ``calib ingest`` can report it and exit 1."""
+    writer.result.records += 1
+    writer.quarantine(line=line, reason=reason, raw=raw, file=file)
+    if isinstance(reason, EndedEarly):
+        writer.result.ended_early = f"{file}:{line}"
+
+
 def _ingest_tau2(
     store: Store,
     path: Path,
@@ -134,14 +184,16 @@ def _ingest_tau2(
     strict: bool,
     catalogue: ToolCatalogue | None,
     on_progress: Callable[[int], None] | None,
+    max_bytes: int,
 ) -> IngestResult:
     """One tau2 results file or directory as one atomic ingest; a bad simulation is quarantined with its
-    file and its index in the file's ``simulations`` list (in the quarantine's ``line`` field)."""
+    file and its index in the file's ``simulations`` list (in the quarantine's ``line`` field). tau2
+    writes each results file as one JSON object, read whole: ``max_bytes`` bounds each file."""
     from calib.ingest.tau2 import domain_of, iter_tau2, tau2_to_native
     from calib.tools import tau2_catalogue
 
     default_run = run_id or path.stem
-    items = iter_tau2(path)
+    items = iter_tau2(path, max_bytes=max_bytes)
     first = next(items, None)
     if catalogue is None:  # the results say which tau2 domain they are from; no tau2 import needed
         catalogue = tau2_catalogue(domain_of(first[4]) if first is not None else None)
@@ -160,8 +212,7 @@ def _ingest_tau2(
             if err is not None:
                 if strict:
                     raise CalibError(f"{file}: {err} (--strict: nothing from {path} was ingested)")
-                writer.result.records += 1
-                writer.quarantine(line=index, reason=err, raw=sim, file=file)
+                _refuse(writer, line=index, reason=err, raw=sim, file=file)
             else:
                 ok = writer.add(rec, line=index, file=file)
                 if not ok and strict and writer.result.quarantined:
@@ -184,9 +235,11 @@ def _ingest_native_fast(
     default_run: str,
     catalogue: ToolCatalogue | None,
     on_progress: Callable[[int], None] | None,
+    max_bytes: int,
 ) -> IngestResult:
     """Native JSONL through the columnar path (``calib.ingest.fast``); the lines it does not take go
-    through the per-record path, in line order, so quarantine and duplicate handling are unchanged."""
+    through the per-record path, in line order, so quarantine and duplicate handling are unchanged.
+    The lines the reader refuses (too long, too deep, not UTF-8, cut) never reach DuckDB."""
     from calib.ingest.fast import iter_line_chunks, run_chunks, to_store_tables
     from calib.ingest.readers import _loads
     from calib.store.store import CHUNK_EPISODES
@@ -196,12 +249,12 @@ def _ingest_native_fast(
     file = str(path)
     empty = True
     try:
-        chunks = iter_line_chunks(path, CHUNK_EPISODES)  # also bounds memory
-        for chunk, lines, texts, undecodable in run_chunks(chunks, writer.catalogue, cli_run=run_id,
-                                                           default_run=default_run, threads=threads):
+        chunks = iter_line_chunks(path, CHUNK_EPISODES, max_bytes)  # also bounds memory
+        for chunk, lines, texts, rejected in run_chunks(chunks, writer.catalogue, cli_run=run_id,
+                                                        default_run=default_run, threads=threads):
             empty = False
             text_of = dict(zip(lines, texts))
-            slow = sorted([(n, None) for n in chunk.slow] + [(n, raw) for n, raw in undecodable])
+            slow = sorted([(n, None, None) for n in chunk.slow] + rejected, key=lambda x: x[0])
             f_lines = chunk.episodes.column("line").to_pylist()
             f_ids = chunk.episodes.column("episode_id").to_pylist()
             f_hash = chunk.episodes.column("content_hash").to_pylist()
@@ -209,9 +262,12 @@ def _ingest_native_fast(
             si = 0
             for k, line in enumerate(f_lines + [None]):
                 while si < len(slow) and (line is None or slow[si][0] < line):  # slow lines before this one
-                    n, raw = slow[si]
+                    n, reason, raw = slow[si]
                     si += 1
-                    _ingest_slow_line(writer, n, text_of.get(n), raw, run_id=run_id, default_run=default_run, file=file)
+                    if reason is not None:
+                        _refuse(writer, line=n, reason=reason, raw=raw, file=file)
+                    else:
+                        _ingest_slow_line(writer, n, text_of[n], run_id=run_id, default_run=default_run, file=file)
                 if line is None:
                     break
                 writer.result.records += 1
@@ -231,24 +287,15 @@ def _ingest_native_fast(
     return writer.commit()
 
 
-def _ingest_slow_line(writer, line: int, text: str | None, raw: bytes | None, *, run_id: str | None,
-                      default_run: str, file: str) -> None:
-    """One line through the per-record path (what ``iter_jsonl`` + ``IngestWriter.add`` do)."""
+def _ingest_slow_line(writer, line: int, text: str, *, run_id: str | None, default_run: str, file: str) -> None:
+    """One line the fast path did not take through the per-record path (what ``iter_jsonl`` +
+    ``IngestWriter.add`` do)."""
     from calib.ingest.readers import _loads
 
-    if text is None:
-        try:
-            raw.decode("utf-8")  # type: ignore[union-attr]
-        except UnicodeDecodeError as e:
-            writer.result.records += 1
-            writer.quarantine(line=line, reason=f"line is not valid UTF-8 ({e.reason} at byte {e.start})", raw=raw,
-                              file=file)
-        return
     try:
         rec = _loads(text)
     except (ValueError, RecursionError) as e:
-        writer.result.records += 1
-        writer.quarantine(line=line, reason=f"invalid JSON: {e}", raw=text, file=file)
+        _refuse(writer, line=line, reason=f"invalid JSON: {e}", raw=text, file=file)
         return
     if isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
         rec = {**rec, "run_id": default_run}
@@ -275,6 +322,7 @@ def _ingest_library(
     catalogue: ToolCatalogue | None,
     on_progress: Callable[[int], None] | None,
     threshold: float,
+    max_bytes: int,
 ) -> IngestResult:
     """A verifiers or ART dump (one file or one folder) as one atomic ingest; each bad record is
     quarantined with its file and line (Parquet: row number), the rest is ingested."""
@@ -283,9 +331,9 @@ def _ingest_library(
 
     if fmt == "verifiers":
         default_run = run_id or (path.name if path.is_dir() else path.parent.name or path.stem)
-        items = iter_verifiers(path, run_id=default_run, threshold=threshold)
+        items = iter_verifiers(path, run_id=default_run, threshold=threshold, max_bytes=max_bytes)
     else:
-        items = iter_art(path, run_id=run_id, threshold=threshold)
+        items = iter_art(path, run_id=run_id, threshold=threshold, max_bytes=max_bytes)
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
     writer.result.success_threshold = threshold
     empty = True
@@ -295,8 +343,7 @@ def _ingest_library(
             if err is not None:
                 if strict:
                     raise CalibError(f"{file}:{line}: {err} (--strict: nothing from {path} was ingested)")
-                writer.result.records += 1
-                writer.quarantine(line=line, reason=err, raw=raw, file=file)
+                _refuse(writer, line=line, reason=err, raw=raw, file=file)
             else:
                 ok = writer.add(rec, line=line, file=file)
                 if not ok and strict and writer.result.quarantined:

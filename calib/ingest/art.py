@@ -41,6 +41,7 @@ from calib.ingest.components import (
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
+from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, deeper_than, depth_error, too_deep, too_long
 from calib.records import RecordError, content_hash
 
 SOURCE = "art"
@@ -96,17 +97,21 @@ def run_and_step(path: Path) -> tuple[str, int]:
 # ----------------------------------------------------------------------------- reading
 
 
-def iter_art(path: Path, *, run_id: str | None, threshold: float = DEFAULT_SUCCESS_THRESHOLD) -> Iterator[Item]:
-    """Yield ``(file, line, native_record | None, error | None, raw)`` for one file or a folder of them."""
+def iter_art(path: Path, *, run_id: str | None, threshold: float = DEFAULT_SUCCESS_THRESHOLD,
+             max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Item]:
+    """Yield ``(file, line, native_record | None, error | None, raw)`` for one file or a folder of them.
+
+    ``max_bytes`` bounds a JSONL line, and a whole YAML file (read at once: PyYAML does not stream);
+    Parquet is read by pyarrow in batches of 1,024 rows, whose sizes the file declares."""
     for f in art_files(path) if path.is_dir() else [path]:
         run, step = run_and_step(f)
         conv = _Converter(run_id or run, f.parent.name, step, threshold)
         if f.suffix == ".parquet":
             yield from _iter_parquet(f, conv)
         elif f.suffix in (".yaml", ".yml"):
-            yield from _iter_yaml(f, conv)
+            yield from _iter_yaml(f, conv, max_bytes)
         else:
-            yield from _iter_jsonl(f, conv)
+            yield from _iter_jsonl(f, conv, max_bytes)
 
 
 def _iter_parquet(f: Path, conv: _Converter) -> Iterator[Item]:
@@ -132,21 +137,31 @@ def _iter_parquet(f: Path, conv: _Converter) -> Iterator[Item]:
         yield str(f), row + 1, None, f"Parquet data unreadable from row {row + 1} ({type(e).__name__}: {e})", None
 
 
-def _iter_jsonl(f: Path, conv: _Converter) -> Iterator[Item]:
-    for line, group, err, raw in iter_jsonl(f):
+def _iter_jsonl(f: Path, conv: _Converter, max_bytes: int) -> Iterator[Item]:
+    for line, group, err, raw in iter_jsonl(f, max_bytes):
         if err is not None:
             yield str(f), line, None, err, raw
             continue
         yield from _group_items(f, line, group, line - 1, conv)
 
 
-def _iter_yaml(f: Path, conv: _Converter) -> Iterator[Item]:
+def _iter_yaml(f: Path, conv: _Converter, max_bytes: int) -> Iterator[Item]:
     import yaml
 
+    size = f.stat().st_size
+    if size > max_bytes:
+        yield str(f), None, None, too_long(size, max_bytes, "YAML file (read whole)"), None
+        return
     try:
         doc = yaml.safe_load(f.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         yield str(f), None, None, f"not a readable YAML file: {str(e).splitlines()[0]}", None
+        return
+    except RecursionError:  # PyYAML composes recursively
+        yield str(f), None, None, f"YAML file is {too_deep()}", None
+        return
+    if deeper_than(doc):
+        yield str(f), None, None, f"YAML file is {too_deep()}", None
         return
     if not isinstance(doc, list):
         yield str(f), None, None, "ART YAML should hold a list of trajectory groups", None
@@ -253,7 +268,7 @@ class _Converter:
         if task is None:
             task = "prompt-" + content_hash(first_prompt_key(messages))[:12]
         tools = traj.get("tools")
-        if isinstance(tools, str):
+        if isinstance(tools, str) and depth_error(tools) is None:  # else kept as the text it is
             try:
                 tools = json.loads(tools)
             except ValueError:

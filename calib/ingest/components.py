@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from calib.jsonlimits import depth_error
 from calib.records import RecordError
 
 DEFAULT_SUCCESS_THRESHOLD = 1.0
@@ -51,6 +52,18 @@ def component_signals(source: str, values: Mapping[str, Any] | None, *,
     return out
 
 
+def parse_json_text(text: str, field: str) -> Any:
+    """JSON text inside a record (a tool call or a column stored as a string): RecordError when it is
+    not JSON or nests deeper than ``MAX_DEPTH``, checked before Python's recursive decoder sees it."""
+    err = depth_error(text)
+    if err is not None:
+        raise RecordError(f"{field} is {err}")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise RecordError(f"{field} is not valid JSON: {e}") from None
+
+
 def json_object(text: Any, field: str) -> dict[str, Any]:
     """A JSON-text column (ART writes metadata and metrics as JSON strings) as a dict; None is {}."""
     if text is None or text == "":
@@ -59,10 +72,7 @@ def json_object(text: Any, field: str) -> dict[str, Any]:
         return text
     if not isinstance(text, str):
         raise RecordError(f"{field} should be JSON text, got {type(text).__name__}")
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise RecordError(f"{field} is not valid JSON: {e}") from None
+    value = parse_json_text(text, field)
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -75,19 +85,13 @@ def tool_calls(raw: Any, where: str) -> list[Any]:
     if raw is None:
         return []
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as e:
-            raise RecordError(f"{where}.tool_calls is not valid JSON: {e}") from None
+        raw = parse_json_text(raw, f"{where}.tool_calls")
     if not isinstance(raw, list):
         raise RecordError(f"{where}.tool_calls should be a list")
     out = []
     for j, c in enumerate(raw):
         if isinstance(c, str):
-            try:
-                c = json.loads(c)
-            except ValueError as e:
-                raise RecordError(f"{where}.tool_calls[{j}] is not valid JSON: {e}") from None
+            c = parse_json_text(c, f"{where}.tool_calls[{j}]")
         out.append(c)
     return out
 

@@ -45,12 +45,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calib.ingest.readers import RAW_KEPT, decode_line, iter_lines
+from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES
 from calib.records import canonical_json
 from calib.sqlutil import lock, locked_connection, sql_list, sql_literal
 from calib.store import schema
 from calib.tools import ToolCatalogue
 
 CHUNK_LINES = 20_000
+CHUNK_BYTES = 64 * 1024 * 1024  # a chunk of lines holds at most this much text (plus one record)
 MAX_LINE_BYTES = 1_000_000
 TOP_KEYS = ["episode_id", "run_id", "iteration", "task_id", "group_id", "policy", "outcome", "success", "status",
             "messages", "expected_actions", "info"]
@@ -593,9 +596,9 @@ class FastNative:
         return FastChunk(eps, turns, slow)
 
 
-def run_chunks(chunks: Iterator[tuple[list[int], list[str], list[tuple[int, bytes]]]], catalogue: ToolCatalogue, *,
-               cli_run: str | None, default_run: str, threads: int = 1
-               ) -> Iterator[tuple[FastChunk, list[int], list[str], list[tuple[int, bytes]]]]:
+def run_chunks(chunks: Iterator[tuple[list[int], list[str], list[tuple[int, str, bytes | str]]]],
+               catalogue: ToolCatalogue, *, cli_run: str | None, default_run: str, threads: int = 1
+               ) -> Iterator[tuple[FastChunk, list[int], list[str], list[tuple[int, str, bytes | str]]]]:
     """The SQL over every chunk, in file order, on one DuckDB connection.
 
     One thread by default: on the 2-core machines this was measured on, under load, a second DuckDB
@@ -609,25 +612,35 @@ def run_chunks(chunks: Iterator[tuple[list[int], list[str], list[tuple[int, byte
         fast.close()
 
 
-def iter_line_chunks(path: Path, size: int = CHUNK_LINES) -> Iterator[tuple[list[int], list[str], list[tuple[int, bytes]]]]:
-    """``(lines, texts, undecodable)`` per chunk of non-blank lines; bytes that are not UTF-8 stay raw."""
+def iter_line_chunks(path: Path, size: int = CHUNK_LINES, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+                     ) -> Iterator[tuple[list[int], list[str], list[tuple[int, str, bytes | str]]]]:
+    """``(lines, texts, rejected)`` per chunk of non-blank lines: ``rejected`` holds ``(line, reason,
+    raw)`` for the lines the reader refuses (not UTF-8, nested deeper than ``MAX_DEPTH``, longer than
+    ``max_bytes``, cut by the end of a file that shrank), which the per-record path quarantines.
+
+    A chunk ends after ``size`` lines or ``CHUNK_BYTES`` of text, so memory is bounded by the record
+    size limit, not by the input; a refused line keeps at most ``RAW_KEPT`` bytes.
+    """
     lines: list[int] = []
     texts: list[str] = []
-    bad: list[tuple[int, bytes]] = []
+    rejected: list[tuple[int, str, bytes | str]] = []
+    held = 0
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                texts.append(raw.decode("utf-8"))
+        for lineno, raw, err in iter_lines(f, max_bytes):
+            text = None
+            if err is None:
+                text, err = decode_line(raw)
+            if err is not None:
+                rejected.append((lineno, err, (raw if text is None else text)[:RAW_KEPT]))
+            else:
+                texts.append(text)  # type: ignore[arg-type]
                 lines.append(lineno)
-            except UnicodeDecodeError:
-                bad.append((lineno, raw))
-            if len(lines) >= size:
-                yield lines, texts, bad
-                lines, texts, bad = [], [], []
-    if lines or bad:
-        yield lines, texts, bad
+                held += len(raw)
+            if len(lines) + len(rejected) >= size or held >= CHUNK_BYTES:
+                yield lines, texts, rejected
+                lines, texts, rejected, held = [], [], [], 0
+    if lines or rejected:
+        yield lines, texts, rejected
 
 
 def to_store_tables(chunk: FastChunk, keep: set[int] | None, *, source: str, ingest_id: str) -> tuple[pa.Table, pa.Table]:

@@ -3,19 +3,29 @@
 Its own module, above the readers: the format modules (``art``, ``verifiers``) read their files with
 :mod:`calib.ingest.readers`, and sniffing asks each of them, so it cannot live in ``readers`` without
 the two importing each other.
+
+Sniffing never fails on hostile input: it reads at most ``SNIFF_LINES`` lines, each through the same
+bounded reader as the ingest (``max_bytes``), skips the lines that are too long, too deep or not JSON,
+and decides on the first JSON object; with none, the file is ``native`` (whose ingest quarantines each
+bad line with its reason).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from calib.ingest.art import is_art_parquet, sniff_art
+from calib.ingest.readers import _loads, decode_line, iter_lines
 from calib.ingest.tau2 import sniff_tau2
 from calib.ingest.verifiers import sniff_verifiers
+from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, nesting
+
+SNIFF_LINES = 20  # lines looked at for a first record that decodes
+SNIFF_LINE_BYTES = 1 << 25  # and at most this much of each (a verifiers prompt can be long)
 
 
-def sniff_format(path: Path) -> str:
+def sniff_format(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
     """``tau2`` for a tau2-bench results object, ``taubench`` for a JSON array or tau-bench records,
     ``verifiers`` for verifiers rollouts or v1 episodes, ``art`` for ART trajectory logs (Parquet,
     YAML, or JSONL groups), ``chat`` for prompt/completion or messages+reward lines, else ``native``."""
@@ -28,16 +38,44 @@ def sniff_format(path: Path) -> str:
         return "art" if "trajectories:" in text else "native"
     if sniff_tau2(text):
         return "tau2"
-    if text.startswith("["):
+    if text.startswith("[") and is_json_array_file(path, max_bytes):
         return "taubench"
-    first = text.split("\n", 1)[0]
-    if "\n" not in text and len(head) == 65536:  # a long first record (a verifiers prompt): read it whole
-        with open(path, "rb") as f:
-            first = f.readline(1 << 25).decode("utf-8", errors="replace")
-    try:
-        rec = json.loads(first)
-    except ValueError:
-        return "native"
+    return _format_of(_first_record(path, max_bytes))
+
+
+def is_json_array_file(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bool:
+    """Whether a file that starts with ``[`` is one JSON array (tau-bench results) rather than JSON
+    lines whose first line is an array: it is JSON lines when its first line closes every bracket it
+    opens and another line follows. A first line too long to look at counts as an array."""
+    with open(path, "rb") as f:
+        lines = iter_lines(f, min(max_bytes, SNIFF_LINE_BYTES))
+        first = next(lines, None)
+        if first is None or first[2] is not None:
+            return True
+        _, final = nesting(first[1].decode("utf-8", errors="replace"))
+        return final != 0 or next(lines, None) is None
+
+
+def _first_record(path: Path, max_bytes: int) -> Any:
+    """The first of the first ``SNIFF_LINES`` lines that is a JSON value within the limits, else None."""
+    with open(path, "rb") as f:
+        for k, (_line, raw, err) in enumerate(iter_lines(f, min(max_bytes, SNIFF_LINE_BYTES))):
+            if k >= SNIFF_LINES:
+                return None
+            if err is not None:
+                continue
+            text, err = decode_line(raw)
+            if err is not None:
+                continue
+            try:
+                return _loads(text)  # type: ignore[arg-type]
+            except (ValueError, RecursionError):
+                continue
+    return None
+
+
+def _format_of(rec: Any) -> str:
+    """The format a first record says the file is in."""
     if isinstance(rec, dict):
         if "traj" in rec:
             return "taubench"

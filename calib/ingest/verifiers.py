@@ -38,6 +38,7 @@ from calib.ingest.components import (
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
+from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, depth_error
 from calib.records import RecordError
 
 RESULTS_FILE = "results.jsonl"
@@ -76,22 +77,29 @@ def sniff_verifiers(rec: Any) -> bool:
 # ----------------------------------------------------------------------------- reading
 
 
-def _metadata(folder: Path) -> dict[str, Any]:
+def _metadata(folder: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> dict[str, Any]:
+    """``metadata.json`` (the model and environment names), or {} when it is missing or unreadable: it
+    is optional, so a file longer than ``max_bytes``, nested too deep or not JSON is left out."""
     try:
-        doc = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if (folder / METADATA_FILE).stat().st_size > max_bytes:
+            return {}
+        text = (folder / METADATA_FILE).read_text(encoding="utf-8")
+        doc = None if depth_error(text) else json.loads(text)
+    except (OSError, ValueError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
 
 
-def iter_verifiers(path: Path, *, run_id: str, threshold: float = DEFAULT_SUCCESS_THRESHOLD) -> Iterator[Item]:
-    """Yield ``(file, line, native_record | None, error | None, raw)`` for a folder or one JSONL file."""
+def iter_verifiers(path: Path, *, run_id: str, threshold: float = DEFAULT_SUCCESS_THRESHOLD,
+                   max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Item]:
+    """Yield ``(file, line, native_record | None, error | None, raw)`` for a folder or one JSONL file;
+    ``max_bytes`` bounds each line (``calib.ingest.readers.iter_jsonl``)."""
     files = [path / RESULTS_FILE, path / TRACES_FILE] if path.is_dir() else [path]
     for f in files:
         if not f.is_file():
             continue
-        meta = _metadata(f.parent)
-        for line, rec, err, raw in iter_jsonl(f):
+        meta = _metadata(f.parent, max_bytes)
+        for line, rec, err, raw in iter_jsonl(f, max_bytes):
             if err is not None:
                 yield str(f), line, None, err, raw
                 continue

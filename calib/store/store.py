@@ -79,6 +79,7 @@ class IngestResult:
     quarantine_file: str | None = None
     reasons: list[str] = field(default_factory=list, repr=False)  # first few, for the summary
     success_threshold: float | None = None  # verifiers/ART: success is reward >= this (None: the format's rule)
+    ended_early: str | None = None  # "file:line" where a file cut while it was read ended (calib ingest exits 1)
 
     @property
     def n_groups(self) -> int:
