@@ -462,3 +462,20 @@ def test_the_array_reader_on_random_arrays(tmp_path: Path):
         for e, (_, obj, err, _) in zip(els, got):
             size = len(json.dumps(e, ensure_ascii=False).encode())
             assert (obj == e and size <= 4 * limit) if err is None else ("longer than" in err and 4 * size > limit)
+
+
+def test_the_writer_flushes_by_bytes_as_well_as_by_count(tmp_path, monkeypatch):
+    """Large accepted records do not pile up to CALIB_INGEST_CHUNK episodes: a part is written once the
+    buffered text passes CHUNK_BYTES (here 200 kB: about four 50 kB records)."""
+    import calib.store.store as store_mod
+    from calib.store import Store
+
+    monkeypatch.setattr(store_mod, "CHUNK_BYTES", 200_000)
+    recs = []
+    for i in range(10):
+        recs.append({"episode_id": f"big{i}", "run_id": "r", "task_id": "t", "outcome": 1.0, "success": True,
+                     "messages": [{"role": "user", "content": "x" * 50_000}, {"role": "assistant", "content": "ok"}]})
+    st = Store(tmp_path / "s")
+    st.add_episodes(recs, source="mem")
+    parts = sorted((tmp_path / "s" / "parts").glob("*/episodes-*.parquet"))
+    assert len(parts) == 3 and st.count() == 10  # flushed after records 4 and 8, then the rest at commit

@@ -53,6 +53,9 @@ from calib.store import schema
 from calib.tools import ToolCatalogue, airline_catalogue
 
 CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))  # episodes per Parquet part: bounds ingest memory
+# ... and text per part: a few very large accepted records flush early, so the writer's buffer stays
+# bounded by bytes too (the readers bound each record by --max-record-bytes)
+CHUNK_BYTES = int(os.environ.get("CALIB_INGEST_CHUNK_BYTES", str(256 * 2**20)))
 TABLE_VIEWS = ("episodes", "turns", "signals")
 # A staging folder of another machine (whose lock we cannot test) is removed only after this long
 # without a sign of life; a live ingest refreshes its lock file's mtime at least once a minute.
@@ -539,6 +542,7 @@ class IngestWriter:
         self._seen: dict[str, tuple[str, int]] = {}  # episode_id -> (hash, line) within this ingest
         self._eps: list[dict[str, Any]] = []
         self._turns: list[dict[str, Any]] = []
+        self._buffered = 0  # characters of text in _eps (flushed past CHUNK_BYTES)
         self._chunk = 0
         self._qfile = None
 
@@ -648,6 +652,8 @@ class IngestWriter:
             }
         )
         self._turns.extend(turns)
+        row = self._eps[-1]
+        self._buffered += len(row["messages"]) + len(row["info"]) + len(row["expected_actions"] or "")
         r = self.result
         r.episodes += 1
         r.turns += len(turns)
@@ -656,7 +662,7 @@ class IngestWriter:
             r.errors += 1
         elif ep["success"]:
             r.successes += 1
-        if len(self._eps) >= CHUNK_EPISODES:
+        if len(self._eps) >= CHUNK_EPISODES or self._buffered >= CHUNK_BYTES:
             self._flush()
         return True
 
@@ -708,6 +714,7 @@ class IngestWriter:
         _write_rows(self._eps, schema.EPISODES, self.staging / f"episodes-{n}.parquet")
         _write_rows(self._turns, schema.TURNS, self.staging / f"turns-{n}.parquet")
         self._eps, self._turns = [], []
+        self._buffered = 0
         self._chunk += 1
 
     def _recheck(self) -> None:
