@@ -174,9 +174,9 @@ def main() -> int:
     import numpy as np
     import torch
 
+    from calib.advantages import group_normalize
     from calib.rollout import write_episodes
     from calib.store import Store
-    from trainer.advantages import group_normalize
     from trainer.rewards import batch_rewards
 
     torch.set_num_threads(args.threads)

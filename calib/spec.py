@@ -30,14 +30,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from calib.advantages import DEFAULT_GAMMA, GAMMA_RANGE, TURN_NORMS, mode_names
 from calib.errors import SpecError
 from calib.jsonutil import plain
 
 SPEC_VERSION = 1
 PRESET_PREFIX = "preset:"
 PRESET_DIR = Path(__file__).parent / "presets"
-ADVANTAGE_MODES = ("grpo", "mt_grpo", "gtpo_hybrid")  # same names as trainer.advantages
-TURN_NORMS = ("index", "pooled")
 
 
 def _one_of(v: Any, choices: Sequence[str], what: str) -> str:
@@ -62,15 +61,16 @@ class _Model(BaseModel):
 class AdvantageSpec(_Model):
     """How turn rewards and the outcome become per-turn advantages (DESIGN section 6)."""
 
-    mode: str = Field("gtpo_hybrid", description="grpo | mt_grpo | gtpo_hybrid")
-    gamma: float = Field(0.9, description="discount of gtpo_hybrid returns, in (0, 1]")
+    mode: str = Field("gtpo_hybrid", description="an advantage mode of the registry (calib.advantages): grpo | "
+                      "mt_grpo | gtpo_hybrid, or one a plug-in registered")
+    gamma: float = Field(DEFAULT_GAMMA, description="discount of gtpo_hybrid returns, in [0, 1]")
     lam: float | None = Field(None, alias="lambda", description="weight of the second term; null = the mode's default")
     turn_norm: str = Field("index", description="index | pooled: the set each turn is normalised over")
 
     @field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, v: Any) -> str:
-        return _one_of(v, ADVANTAGE_MODES, "advantage mode")
+        return _one_of(v, mode_names(), "advantage mode")
 
     @field_validator("turn_norm", mode="before")
     @classmethod
@@ -81,8 +81,9 @@ class AdvantageSpec(_Model):
     @classmethod
     def _gamma(cls, v: Any) -> float:
         g = _finite(v, "gamma")
-        if not 0.0 < g <= 1.0:
-            raise ValueError(f"gamma is {g}; it must be in (0, 1]")
+        lo, hi = GAMMA_RANGE
+        if not lo <= g <= hi:
+            raise ValueError(f"gamma is {g}; it must be in [{lo:g}, {hi:g}]")
         return g
 
     @field_validator("lam", mode="before")

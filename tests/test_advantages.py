@@ -1,4 +1,4 @@
-"""Property and example tests for trainer/advantages.py (DESIGN section 6, docs/advantages.md)."""
+"""Property and example tests for calib/advantages.py (DESIGN section 6, docs/advantages.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.advantages import ADVANTAGE_MODES, expand_to_tokens, group_normalize, turn_advantages
+from calib.advantages import ADVANTAGE_MODES, expand_to_tokens, group_normalize, turn_advantages
 
 # Rewards on a 0.1 grid: distinct values stay distinct under the affine maps below, so "no variance"
 # never appears or disappears through rounding.

@@ -97,7 +97,8 @@ def test_analysis_is_deterministic_for_a_seed():
 
 
 def test_config_errors_name_the_parameter():
-    for kw, pat in [({"aggregate": "median"}, "aggregate"), ({"mode": "grpo"}, "mode"), ({"gamma": 0.0}, "gamma"),
+    for kw, pat in [({"aggregate": "median"}, "aggregate"), ({"mode": "grpo"}, "mode"), ({"gamma": -0.1}, "gamma"),
+                    ({"gamma": 1.5}, "gamma"),
                     ({"n_boot": 0}, "n_boot"), ({"alpha": 1.5}, "alpha"), ({"weight_cap": float("nan")}, "weight_cap")]:
         with pytest.raises(UsageError, match=pat):
             AnalysisConfig(**kw)

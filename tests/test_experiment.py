@@ -10,11 +10,11 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
+from calib.advantages import group_normalize
 from calib.analysis.run import AnalysisConfig
 from calib.cli import app
 from calib.envs.synthetic import SIGNALS, SyntheticConfig, make_tasks, rollout
 from calib.spec import load_spec, save_spec
-from trainer.advantages import group_normalize
 from trainer.experiment.arms import ARM_NAMES, NAIVE_SIGNALS, get_arms
 from trainer.experiment.calibrate import analyze_batch, calibrated_spec
 from trainer.experiment.misalignment import ExperimentConfig, mean_ci, quick_config, run_experiment

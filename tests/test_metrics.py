@@ -352,8 +352,8 @@ def test_proposed_weight():
 @pytest.mark.parametrize("turn_norm", ["index", "pooled"])
 @pytest.mark.parametrize("gamma, lam", [(0.9, None), (1.0, 0.5), (0.5, 2.0)])
 def test_flat_signal_advantages_equal_trainer_turn_advantages(mode, turn_norm, gamma, lam):
-    """The analysis's flat fast path equals trainer.advantages.turn_advantages (outcome 0) exactly."""
-    from trainer.advantages import turn_advantages
+    """The analysis's flat fast path equals calib.advantages.turn_advantages (outcome 0) exactly."""
+    from calib.advantages import turn_advantages
 
     rng = np.random.default_rng(7)
     n_ep = 90

@@ -72,8 +72,9 @@ def test_defaults():
         ("turn_rewards: [{signal: gold_match, weight: high}]", r"turn_rewards\[0\]\.weight", "number"),
         ("turn_rewards: [{signal: gold_match}]", r"turn_rewards\[0\]\.weight", "required"),
         ("advantage: {mode: ppo}", r"advantage\.mode", "unknown advantage mode 'ppo'"),
-        ("advantage: {gamma: 0}", r"advantage\.gamma", r"\(0, 1\]"),
-        ("advantage: {gamma: 1.5}", r"advantage\.gamma", r"\(0, 1\]"),
+        # one range for every reader of a gamma (calib.advantages.GAMMA_RANGE, issue 25): [0, 1]
+        ("advantage: {gamma: -0.1}", r"advantage\.gamma", r"\[0, 1\]"),
+        ("advantage: {gamma: 1.5}", r"advantage\.gamma", r"\[0, 1\]"),
         ("advantage: {gama: 0.5}", r"advantage\.gama", "unknown field"),
         ("advantage: {lambda: .nan}", r"advantage\.lambda", "finite"),
         ("advantage: {turn_norm: global}", r"advantage\.turn_norm", "index, pooled"),

@@ -137,15 +137,15 @@ def trained(tmp_path_factory, spec_file, tiny_ready):
 
 def _expected_advantages(store_dir: Path, step: int, tok) -> dict[str, np.ndarray]:
     """Token advantages of a step recomputed from the store alone: signals by calib's SQL path,
-    advantages by trainer.advantages, spans by trainer.tokenize. Keyed by the completion text."""
+    advantages by calib.advantages, spans by trainer.tokenize. Keyed by the completion text."""
     import yaml
 
+    from calib.advantages import expand_to_tokens, turn_advantages
     from calib.envs import load_domain
     from calib.hf_chat import HFChatModel
     from calib.signals.compute import compute_signals
     from calib.spec import RewardSpec
     from calib.store import Store
-    from trainer.advantages import expand_to_tokens, turn_advantages
     from trainer.policy import PromptView, TrainingPolicy
     from trainer.tokenize import tokenize_episode
 
@@ -217,7 +217,7 @@ def test_train_two_steps_lora_smollm2(trained, tiny_ready):
     b_keys = [k for k in a1 if "lora_B" in k]
     assert b_keys and any(a1[k].abs().sum() > 0 for k in b_keys)
     assert any(not (a1[k] == a2[k]).all() for k in b_keys)
-    # The spy: the advantages reaching the loss are trainer/advantages.py's, recomputed from the store.
+    # The spy: the advantages reaching the loss are calib/advantages.py's, recomputed from the store.
     tok = AutoTokenizer.from_pretrained(tiny_ready)
     for step in (1, 2):
         caps = [c for c in captured if c["step"] == step]

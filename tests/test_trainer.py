@@ -233,8 +233,8 @@ def test_one_step_advantages_reach_the_loss(tmp_path, tok, monkeypatch):
     import torch
     from peft import LoraConfig
 
+    from calib.advantages import expand_to_tokens, turn_advantages
     from calib.models import random_llama
-    from trainer.advantages import expand_to_tokens, turn_advantages
     from trainer.grpo import MultiTurnGRPOTrainer
 
     torch.manual_seed(0)
@@ -273,7 +273,7 @@ def test_one_step_advantages_reach_the_loss(tmp_path, tok, monkeypatch):
     assert adv.dim() == 2 and adv.shape == inputs["completion_ids"].shape
     mask = inputs["completion_mask"] * inputs["tool_mask"]
     assert torch.all(adv[mask == 0] == 0)
-    # Recompute from the rollout output with trainer.advantages alone and match rows by token ids
+    # Recompute from the rollout output with calib.advantages alone and match rows by token ids
     # (TRL shuffles the batch before the loss).
     out = rollouts[0]
     turn_adv = turn_advantages(

@@ -1,9 +1,10 @@
-"""calib's trainer: per-turn advantages (pure numpy) and a TRL ``GRPOTrainer`` subclass.
+"""calib's trainer: a TRL ``GRPOTrainer`` subclass and the calibration loop, on top of the core.
 
-``trainer.advantages`` is numpy only, so that ``calib.analysis`` can import it without pulling in
-torch; ``trainer.grpo`` (torch, transformers, TRL) is imported only by the command that trains.
+The per-turn advantages are the core's (``calib.advantages``, numpy only, the registry of modes);
+they are re-exported here for code written against ``trainer``. ``trainer.grpo`` (torch,
+transformers, TRL) is imported only by the command that trains.
 """
 
-from trainer.advantages import ADVANTAGE_MODES, TURN_NORMS, expand_to_tokens, turn_advantages
+from calib.advantages import ADVANTAGE_MODES, TURN_NORMS, expand_to_tokens, turn_advantages
 
 __all__ = ["ADVANTAGE_MODES", "TURN_NORMS", "expand_to_tokens", "turn_advantages"]

@@ -1,7 +1,7 @@
 """Policy families of ``calib loop``: what "the current policy", "rollout" and "train" mean.
 
 - ``synthetic``: the LM-free testbed (:mod:`calib.envs.synthetic`) and a tabular softmax policy
-  trained by policy gradient through ``trainer/advantages.py``: real learning in seconds on a CPU.
+  trained by policy gradient through ``calib/advantages.py``: real learning in seconds on a CPU.
 - ``oracle``: the noisy oracle on a domain (airline-mini, tau-bench). It exercises the whole
   calibration pipeline on realistic tool-calling rollouts, but an oracle does not learn: its train
   stage records the spec and says so (``trained: false``), and its eval measures the same policy.

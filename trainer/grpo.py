@@ -10,7 +10,7 @@ things (DESIGN section 8, checked against TRL 1.16):
    the reward spec names; every episode is written to the store with the run id and step.
 2. ``_generate_and_score_completions``: after TRL has built its batch (and its [B] outcome-only
    advantages, which we discard), ``advantages`` becomes the [B, T] tensor from
-   ``trainer.advantages.turn_advantages`` spread over each turn's tokens. ``_compute_loss`` only
+   ``calib.advantages.turn_advantages`` spread over each turn's tokens. ``_compute_loss`` only
    unsqueezes a 1-D tensor, so a [B, T] tensor flows through the clipped objective unchanged.
 
 Generation goes through a backend (``calib.generation``): batched local transformers generation, or
@@ -35,7 +35,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from trainer.advantages import expand_to_tokens, group_normalize, turn_advantages
+from calib.advantages import expand_to_tokens, group_normalize, turn_advantages
 from trainer.policy import TOOL_DETAILS, PromptView, TrainingPolicy
 from trainer.rewards import batch_rewards
 from trainer.tokenize import TokenizationDriftError, tokenize_episode

@@ -46,7 +46,17 @@ class EvalSection(_Model):
 
 
 class AnalysisSection(_Model):
-    mode: Literal["gtpo_hybrid", "mt_grpo"] = Field("gtpo_hybrid", description="Advantage mode for sign agreement.")
+    mode: str = Field("gtpo_hybrid", description="Advantage mode for sign agreement: one whose turn rewards reach "
+                      "the advantage (calib.advantages.signal_mode_names(): mt_grpo, gtpo_hybrid, plug-ins).")
+
+    @field_validator("mode")
+    @classmethod
+    def _sign_mode(cls, v: str) -> str:
+        from calib.advantages import signal_mode_names
+
+        if v not in signal_mode_names():
+            raise ValueError(f"expected one of {', '.join(signal_mode_names())}")
+        return v
     signals: list[str] | None = Field(None, description="Signals to analyse (default: every built-in).")
     weight_cap: float = Field(0.3, gt=0.0, description="|proposed weight| <= cap.")
     bootstrap: int = Field(500, ge=50, description="Bootstrap resamples for the CIs.")

@@ -13,7 +13,7 @@ index ``ep`` [N] of every turn, sorted by (episode, turn), turn t of episode i a
                   for every signal at once; U_g comes from ``bincount``. Its CI resamples *groups*
                   (the unit GRPO sees), so it needs only the per-group U_g and pair counts.
 - ``sign_agreement`` / ``misaligned_mass``  how the signal's own turn advantage (the one it would
-                  produce alone, from ``trainer.advantages.turn_advantages``) points relative to the
+                  produce alone, from ``calib.advantages.turn_advantages``) points relative to the
                   outcome advantage GN(R)_i of its episode.
 - ``dead_share``  share of turns of informative groups where the signal has no variance among the
                   group's episodes at that turn index (GN gives them 0: no gradient).
@@ -30,17 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from trainer.advantages import (
+from calib.advantages import (
     DEFAULT_EPS,
     DEFAULT_GAMMA,
-    SIGNAL_MODES,
     group_normalize,
     signal_turn_advantages,
     varies_within,
 )
 
 VERDICTS = ("keep", "flip", "zero")
-SIGN_MODES = SIGNAL_MODES  # the modes in which a signal has a turn advantage of its own
 
 
 # ----------------------------------------------------------------------------- ranks and AUC
@@ -328,7 +326,7 @@ def sign_agreement(
     """Sign agreement and misaligned mass of a signal's turn advantage under ``mode``.
 
     The signal's turn advantage is the trainer's ``turn_advantages`` with the outcome set to 0 and
-    the signal as the only turn reward (``trainer.advantages.signal_turn_advantages``): exactly what the trainer
+    the signal as the only turn reward (``calib.advantages.signal_turn_advantages``): exactly what the trainer
     adds for this signal on its own, minus the outcome's share. (GN is scale-free, so a positive
     weight does not change it.) Missing values (NaN) count as 0 reward, as the trainer fills them.
     """

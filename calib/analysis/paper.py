@@ -1,7 +1,7 @@
 """The seed paper's diagnostics of a reward design, and its calibration rule (IRC), on analysed rollouts.
 
 Pure numpy on the analysis' flat arrays (turn t of episode i at ``offsets[i] + t``). Every advantage
-comes from ``trainer.advantages.turn_advantages``, the function the trainer uses, so a diagnostic
+comes from ``calib.advantages.turn_advantages``, the function the trainer uses, so a diagnostic
 never disagrees with what training would do.
 
 Notation. A reward spec gives per-turn rewards r_{i,t} = sum_s w_s * signal_s(i, t) (missing values
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from calib.advantages import DEFAULT_GAMMA, default_lambda, turn_advantages
 from calib.analysis.metrics import pb_corr, split_turns, turn_positions
-from trainer.advantages import DEFAULT_GAMMA, DEFAULT_LAMBDA, turn_advantages
 
 # Diagnostic modes (the paper's three arms): key -> (turn_advantages mode, lambda or None = default).
 # "gtpo" is gtpo_hybrid with lambda 0: the pure discounted return, normalised per turn.
@@ -55,7 +55,7 @@ class AdvantageSettings:
     turn_norm: str = "index"
 
     def to_dict(self) -> dict[str, Any]:
-        lam = DEFAULT_LAMBDA[self.mode] if self.lam is None else self.lam
+        lam = default_lambda(self.mode) if self.lam is None else self.lam
         return {"mode": self.mode, "gamma": self.gamma, "lambda": lam, "turn_norm": self.turn_norm}
 
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calib.advantages import DEFAULT_GAMMA, signal_mode_names
 from calib.analysis.run import AnalysisConfig, AnalysisResult
 from calib.signals.compute import ComputeReport
 from calib.signals.imported import ImportedSignals
 from calib.spec import RewardSpec
 from calib.store.selection import Selection, SelectionLike
-
-SIGN_MODES = ("gtpo_hybrid", "mt_grpo")  # the modes whose sign agreement can decide alignment
 
 
 @dataclass
@@ -73,8 +72,8 @@ def analysis_config(base: RewardSpec | None, *, mode: str | None = None, **setti
     (its mode when it is a sign mode and ``mode`` is not given, its gamma, lambda and turn_norm)."""
     adv = base.advantage if base is not None else None
     return AnalysisConfig(
-        mode=mode or (adv.mode if adv is not None and adv.mode in SIGN_MODES else "gtpo_hybrid"),
-        gamma=adv.gamma if adv is not None else 0.9,
+        mode=mode or (adv.mode if adv is not None and adv.mode in signal_mode_names() else "gtpo_hybrid"),
+        gamma=adv.gamma if adv is not None else DEFAULT_GAMMA,
         lam=adv.lam if adv is not None else None,
         turn_norm=adv.turn_norm if adv is not None else "index",
         **settings,

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from calib.advantages import default_lambda
 from calib.analysis.run import AnalysisConfig, AnalysisResult
 from calib.jsonutil import plain
 from calib.spec import AdvantageSpec, Provenance, RewardSpec, TurnReward, save_spec
-from trainer.advantages import DEFAULT_LAMBDA
 
 ANALYSIS_FILES = ("analysis.parquet", "analysis.json", "reward_spec.yaml")
 
@@ -64,7 +64,7 @@ def propose_spec(
         advantage=AdvantageSpec(
             mode=config.mode,
             gamma=config.gamma,
-            lam=DEFAULT_LAMBDA[config.mode] if config.lam is None else config.lam,
+            lam=default_lambda(config.mode) if config.lam is None else config.lam,
             turn_norm=config.turn_norm,
         ),
         turn_rewards=turn_rewards,

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from calib.advantages import DEFAULT_GAMMA, check_gamma, signal_mode_names
 from calib.analysis import metrics as M
 from calib.analysis import paper as P
 from calib.errors import CalibError, UsageError
@@ -45,10 +46,10 @@ class AnalysisConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap draws: same seed, same intervals."})
     max_positions: int = field(default=10, metadata={"help": "auc_by_position covers turns 0..max_positions-1."})
 
-    # Parameters that control sign agreement (DESIGN section 6 formulas, via trainer.advantages)
+    # Parameters that control sign agreement (DESIGN section 6 formulas, via calib.advantages)
     mode: str = field(default="gtpo_hybrid", metadata={"help": "Advantage mode of the proposed spec; its sign "
                       "agreement decides whether a discriminative signal is aligned. mt_grpo | gtpo_hybrid."})
-    gamma: float = field(default=0.9, metadata={"help": "gtpo_hybrid discount (the seed paper's 0.9)."})
+    gamma: float = field(default=DEFAULT_GAMMA, metadata={"help": "gtpo_hybrid discount (the seed paper's 0.9)."})
     lam: float | None = field(default=None, metadata={"help": "Advantage lambda; None = the mode's default."})
     turn_norm: str = field(default="index", metadata={"help": "index | pooled: the set each turn is normalised over."})
 
@@ -73,12 +74,14 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATES:
             raise UsageError(f"aggregate={self.aggregate!r}: expected one of {', '.join(AGGREGATES)}")
-        if self.mode not in M.SIGN_MODES:
-            raise UsageError(f"mode={self.mode!r}: expected one of {', '.join(M.SIGN_MODES)}")
+        if self.mode not in signal_mode_names():
+            raise UsageError(f"mode={self.mode!r}: expected one of {', '.join(signal_mode_names())}")
         if self.turn_norm not in ("index", "pooled"):
             raise UsageError(f"turn_norm={self.turn_norm!r}: expected index or pooled")
-        if not 0.0 < self.gamma <= 1.0:
-            raise UsageError(f"gamma={self.gamma}: expected a discount in (0, 1]")
+        try:
+            check_gamma(self.gamma)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         if self.lam is not None and not math.isfinite(self.lam):
             raise UsageError(f"lam={self.lam}: expected a finite number or None")
         if self.n_boot < 1:
@@ -272,7 +275,7 @@ def _signal_row(name: str, data: EpisodeData, s: np.ndarray, gres: Any, j: int, 
         mode: M.sign_agreement(
             v, data.lengths, data.outcome, g, mode=mode, gamma=cfg.gamma, lam=cfg.lam, turn_norm=cfg.turn_norm
         )
-        for mode in M.SIGN_MODES
+        for mode in signal_mode_names()
     }
     agree = align[cfg.mode].agreement
     verdict = M.verdict(g_ci, agree, null=cfg.null_auc, min_agreement=cfg.min_agreement)
@@ -474,7 +477,7 @@ def _flat_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         f = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
         f["auc_ci_lo"], f["auc_ci_hi"] = r["auc_ci"]
         f["group_auc_ci_lo"], f["group_auc_ci_hi"] = r["group_auc_ci"]
-        for m in M.SIGN_MODES:
+        for m in signal_mode_names():
             f[f"sign_agreement_{m}"] = r["sign_agreement"][m]
             f[f"misaligned_mass_{m}"] = r["misaligned_mass"][m]
         f["auc_by_position"] = [float(x) for x in r["auc_by_position"]]

@@ -68,8 +68,10 @@ def analyze(
     from calib.store import Store
 
     console = Console(stderr=as_json)
-    if mode is not None and mode not in ("gtpo_hybrid", "mt_grpo"):
-        raise UsageError(f"--mode {mode!r}: expected gtpo_hybrid or mt_grpo")
+    from calib.advantages import signal_mode_names
+
+    if mode is not None and mode not in signal_mode_names():
+        raise UsageError(f"--mode {mode!r}: expected one of {', '.join(signal_mode_names())}")
     if n_boot < 1:
         raise UsageError(f"--n-boot {n_boot}: expected at least 1")
     if not (math.isfinite(weight_cap) and weight_cap >= 0):

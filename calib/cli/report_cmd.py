@@ -10,8 +10,6 @@ import typer
 from calib.cli.options import JsonOpt, RunsOpt, StoreLabelOpt, StoreOpt, split_csv
 from calib.jsonutil import dumps
 
-MODES = ("grpo", "mt_grpo", "gtpo_hybrid")
-
 
 def report(
     store: StoreOpt = Path("./calib-store"),
@@ -52,11 +50,12 @@ def report(
     """
     from rich.console import Console
 
+    from calib.advantages import mode_names
     from calib.errors import CalibError, UsageError
     from calib.report import ReportConfig, write_report
 
-    if mode is not None and mode not in MODES:
-        raise UsageError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode is not None and mode not in mode_names():
+        raise UsageError(f"--mode {mode!r}: expected one of {', '.join(mode_names())}")
     try:
         cfg = ReportConfig(mode=mode, max_episodes=max_episodes, per_task=per_task)
     except ValueError as e:

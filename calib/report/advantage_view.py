@@ -1,7 +1,7 @@
 """Turn advantage against outcome advantage, per turn: the misalignment picture.
 
 For each turn of the sampled groups, x is the outcome advantage GN(R)_i of its episode and y a turn
-advantage from ``trainer.advantages.turn_advantages`` (the trainer's own function, so the picture is
+advantage from ``calib.advantages.turn_advantages`` (the trainer's own function, so the picture is
 what training would do):
 
 - the *proposed spec* panel: the full advantage A_{i,t} that the trainer would use with the spec's
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calib.advantages import DEFAULT_GAMMA, group_normalize, turn_advantages
 from calib.analysis.metrics import alignment_from_advantages
-from trainer.advantages import group_normalize, turn_advantages
 
 
 @dataclass
@@ -46,7 +46,7 @@ def scatter_panels(
     weights: dict[str, float],
     *,
     mode: str,
-    gamma: float = 0.9,
+    gamma: float = DEFAULT_GAMMA,
     lam: float | None = None,
     turn_norm: str = "index",
     max_points: int = 2000,

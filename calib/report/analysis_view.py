@@ -222,7 +222,9 @@ def diagnostic_rows(analysis: dict[str, Any]) -> list[TableRow]:
     """Rows of the advantage-diagnostics table, one per mode key, in the paper's order."""
     diag = analysis.get("advantage_diagnostics") or {}
     rows = []
-    for key in ("mt_grpo", "gtpo", "gtpo_hybrid"):
+    from calib.analysis.paper import DIAGNOSTIC_MODES
+
+    for key in DIAGNOSTIC_MODES:  # the paper's three arms, in its order
         d = diag.get(key)
         if not isinstance(d, dict):
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ADVANTAGE_MODES = ("grpo", "mt_grpo", "gtpo_hybrid")
+from calib.advantages import mode_names
 
 
 @dataclass
@@ -45,8 +45,8 @@ class ReportConfig:
     seed: int = field(default=0, metadata={"help": "Seed of every sample the report draws."})
 
     def __post_init__(self) -> None:
-        if self.mode is not None and self.mode not in ADVANTAGE_MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(ADVANTAGE_MODES)}")
+        if self.mode is not None and self.mode not in mode_names():
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(mode_names())}")
         for name in ("scatter_groups", "scatter_points", "per_task", "hist_bins", "max_positions", "pass_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")

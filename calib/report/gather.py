@@ -54,8 +54,8 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
     the analysis then measures agreement under its default mode and the spec records ``grpo``).
     ``origin``: the path the spec's provenance names when ``store`` is a scratch copy.
     """
+    from calib.advantages import signal_mode_names
     from calib.analysis.episode import analyze_imported
-    from calib.analysis.metrics import SIGN_MODES
     from calib.analysis.propose import propose_spec
     from calib.analysis.run import AnalysisConfig, analyze_store
     from calib.signals.compute import compute_signals
@@ -70,7 +70,7 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
     # other name comes from a folder of the store and is analysed as stored: it is never imported.
     if known:
         compute_signals(store, known, runs=runs)
-    cfg = AnalysisConfig(mode=mode) if mode in SIGN_MODES else AnalysisConfig()
+    cfg = AnalysisConfig(mode=mode) if mode in signal_mode_names() else AnalysisConfig()
     result = analyze_store(store, names, runs=runs, config=cfg)
     result.imported = analyze_imported(store, imported, runs=runs, config=cfg)
     spec = propose_spec(result, cfg, store=str(origin or store.path))

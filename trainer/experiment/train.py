@@ -1,4 +1,4 @@
-"""Train the tabular policy on the testbed with per-turn advantages from ``trainer/advantages.py``.
+"""Train the tabular policy on the testbed with per-turn advantages from ``calib/advantages.py``.
 
 One step (the multi-turn GRPO recipe at toy scale):
 
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from calib.advantages import turn_advantages
 from calib.analysis.online import RecalibrationConfig, recalibrate_arrays
 from calib.analysis.run import EpisodeData
 from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
 from calib.spec import RewardSpec
-from trainer.advantages import turn_advantages
 from trainer.experiment.policy import TabularPolicy
 
 
