@@ -152,13 +152,12 @@ def _spec_path(work: Path, it: int) -> Path | None:
 
 
 def _analyze(cfg: LoopConfig, store: Store, run_id: str, it_dir: Path, prev_spec: Path | None) -> dict[str, Any]:
-    """Signals + analysis of this iteration's rollouts; propose a spec based on the previous one."""
-    from calib.analysis.propose import propose_spec, write_outputs
-    from calib.analysis.run import AnalysisConfig, analyze_store
-    from calib.signals.compute import compute_signals
+    """Signals + analysis of this iteration's rollouts through the one entry point of ``calib analyze``
+    (:func:`calib.analysis.pipeline.analyze_and_propose`); propose a spec based on the previous one."""
+    from calib.analysis.pipeline import analyze_and_propose
+    from calib.analysis.propose import write_outputs
     from calib.signals.registry import available_signals
     from calib.spec import load_spec
-    from calib.tools import get_catalogue
 
     base_path = prev_spec or (Path(cfg.base_spec) if cfg.base_spec else None)
     base = load_spec(base_path) if base_path is not None else None
@@ -167,22 +166,12 @@ def _analyze(cfg: LoopConfig, store: Store, run_id: str, it_dir: Path, prev_spec
         from calib.envs.synthetic import SIGNALS  # the testbed's policy is trained on these arrays
 
         names = list(SIGNALS)
-    if base is not None:
-        names = list(dict.fromkeys([*names, *base.active_signals()]))  # its diagnostics need its signals
-    adv = base.advantage if base is not None else None
-    acfg = AnalysisConfig(
-        n_boot=cfg.analysis.bootstrap,
-        seed=cfg.seed,
-        mode=cfg.analysis.mode,
-        gamma=adv.gamma if adv is not None else 0.9,
-        lam=adv.lam if adv is not None and adv.mode == cfg.analysis.mode else None,
-        turn_norm=adv.turn_norm if adv is not None else "index",
-        weight_cap=cfg.analysis.weight_cap,
+    out = analyze_and_propose(
+        store, runs=[run_id], signals=list(names), base_spec=base, mode=cfg.analysis.mode,
+        settings={"n_boot": cfg.analysis.bootstrap, "seed": cfg.seed, "weight_cap": cfg.analysis.weight_cap},
+        name=f"{cfg.name}-it{int(it_dir.name[2:])}", domain=cfg.domain if cfg.family != "synthetic" else "airline",
     )
-    domain = cfg.domain if cfg.family != "synthetic" else "airline"
-    compute_signals(store, names, catalogue=get_catalogue(domain), runs=[run_id])
-    result = analyze_store(store, names, runs=[run_id], config=acfg, base=base)
-    spec = propose_spec(result, acfg, base=base, name=f"{cfg.name}-it{int(it_dir.name[2:])}", store=str(store.path))
+    result, spec = out.result, out.spec
     paths = write_outputs(result, spec, it_dir / "analysis")
     metrics = {r["signal"]: {"verdict": r["verdict"], "group_auc": r["group_auc"], "auc": r["auc"],
                              "weight": r["proposed_weight"]} for r in result.signals}

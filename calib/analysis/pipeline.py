@@ -69,12 +69,15 @@ def load_base_spec(base_spec: Path | str | RewardSpec | None, names: list[str]) 
 
 def analysis_config(base: RewardSpec | None, *, mode: str | None = None, **settings: Any) -> AnalysisConfig:
     """The configuration: ``settings`` (AnalysisConfig fields) plus the advantage settings of ``base``
-    (its mode when it is a sign mode and ``mode`` is not given, its gamma, lambda and turn_norm)."""
+    (its mode when it is a sign mode and ``mode`` is not given, its gamma and turn_norm, and its lambda
+    when the analysis runs in the base's own mode: a lambda belongs to its mode, so an mt_grpo spec's
+    1.0 is not the lambda of gtpo_hybrid)."""
     adv = base.advantage if base is not None else None
+    chosen = mode or (adv.mode if adv is not None and adv.mode in signal_mode_names() else "gtpo_hybrid")
     return AnalysisConfig(
-        mode=mode or (adv.mode if adv is not None and adv.mode in signal_mode_names() else "gtpo_hybrid"),
+        mode=chosen,
         gamma=adv.gamma if adv is not None else DEFAULT_GAMMA,
-        lam=adv.lam if adv is not None else None,
+        lam=adv.lam if adv is not None and adv.mode == chosen else None,
         turn_norm=adv.turn_norm if adv is not None else "index",
         **settings,
     )
@@ -93,6 +96,7 @@ def analyze_and_propose(
     domain: str = "airline",
     store_label: str | None = None,
     progress: Any = None,
+    stored: Sequence[str] = (),
 ) -> AnalyzeOutput:
     """Import the dumps' signals, compute the rest, analyse all of them and propose a spec.
 
@@ -101,6 +105,11 @@ def analyze_and_propose(
     recalibration reads), or None (every episode). ``settings``: AnalysisConfig fields (aggregate,
     n_boot, seed, weight_cap, rule, irc_alpha, irc_delta). ``store_label``: how the outputs name
     the store (default: its path). ``progress``: a rich ``Progress`` to report on, or None.
+    ``stored``: more signals to analyse as the store holds them, never computed nor resolved as code
+    (names read from the store's own folders: ``calib report`` analyses every signal it finds).
+
+    Every analysis of calib goes through here or :func:`propose_from_arrays`: ``calib analyze``, the
+    loop, the report, online recalibration and the experiments (docs/architecture.md).
     """
     from calib.analysis.episode import analyze_imported
     from calib.analysis.propose import propose_spec
@@ -112,7 +121,9 @@ def analyze_and_propose(
     sel = Selection.of(runs)
     run_list = None if sel.everything else sel
     # what imported dumps carry (tau2:..., turn_idx NULL or per turn)
-    imported = import_signals(store, run_list)
+    from calib.signals.registry import available_signals
+
+    imported = import_signals(store, run_list, exclude=available_signals())
     names = choose_signals(signals, custom, imported)
     base, names = load_base_spec(base_spec, names)
     cfg = analysis_config(base, mode=mode, **(settings or {}))
@@ -122,7 +133,8 @@ def analyze_and_propose(
     if progress is not None:
         task = progress.add_task("analysing signals", total=len(names))
         on_signal = lambda n: progress.update(task, advance=1, description=f"analysing {n}")
-    result = analyze_store(store, names, runs=run_list, config=cfg, base=base, on_signal=on_signal)
+    extra = [n for n in stored if n not in names and n not in imported.turn and n not in imported.episode]
+    result = analyze_store(store, [*names, *extra], runs=run_list, config=cfg, base=base, on_signal=on_signal)
     result.imported = analyze_imported(store, imported, runs=run_list, config=cfg)
     if store_label:
         result.summary["store"] = store_label

@@ -55,25 +55,15 @@ def analysis_for_store(store: Any, *, runs: list[str] | None = None, mode: str |
     ``origin``: the path the spec's provenance names when ``store`` is a scratch copy.
     """
     from calib.advantages import signal_mode_names
-    from calib.analysis.episode import analyze_imported
-    from calib.analysis.propose import propose_spec
-    from calib.analysis.run import AnalysisConfig, analyze_store
-    from calib.signals.compute import compute_signals
-    from calib.signals.imported import import_signals
+    from calib.analysis.pipeline import analyze_and_propose
     from calib.signals.registry import available_signals
 
-    imported = import_signals(store, runs)  # tau2:... components: their own section, never in the spec
-    skip = set(imported.turn) | set(imported.episode)
-    known = list(available_signals())
-    names = known + sorted(set(store.signal_versions()) - set(known) - skip)  # built-ins and plug-ins, then the rest
-    # Refresh the values of the signals calib itself provides (new episodes, new versions); every
-    # other name comes from a folder of the store and is analysed as stored: it is never imported.
-    if known:
-        compute_signals(store, known, runs=runs)
-    cfg = AnalysisConfig(mode=mode) if mode in signal_mode_names() else AnalysisConfig()
-    result = analyze_store(store, names, runs=runs, config=cfg)
-    result.imported = analyze_imported(store, imported, runs=runs, config=cfg)
-    spec = propose_spec(result, cfg, store=str(origin or store.path))
+    # The signals calib itself provides are refreshed (new episodes, new versions) by the entry point;
+    # every other name comes from a folder of the store and is analysed as stored: never imported.
+    stored = sorted(set(store.signal_versions()) - set(available_signals()))
+    out = analyze_and_propose(store, runs=runs, mode=mode if mode in signal_mode_names() else None,
+                              stored=stored, store_label=str(origin or store.path))
+    result, spec = out.result, out.spec
     if mode is not None and mode != spec.advantage.mode:
         spec.advantage.mode = mode
     return result.to_json(), spec

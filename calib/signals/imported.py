@@ -14,6 +14,7 @@ episode-level ones through ``calib.analysis.episode``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from calib.signals.compute import episode_filter
@@ -65,14 +66,21 @@ FROM (SELECT episode_id, arr, unnest(range(n_turns::BIGINT)) AS i FROM arr)
 """
 
 
-def import_signals(store, runs: SelectionLike = None) -> ImportedSignals:
-    """Copy every ``info.signals`` entry of the selected episodes into the signals table (incrementally)."""
+def import_signals(store, runs: SelectionLike = None, *, exclude: Sequence[str] = ()) -> ImportedSignals:
+    """Copy every ``info.signals`` entry of the selected episodes into the signals table (incrementally).
+
+    ``exclude``: names not to import, because calib computes a signal of that name itself (a built-in:
+    the synthetic testbed's records carry ``gold_match`` in ``info.signals`` with the same values; a dump
+    must not shadow calib's own definition)."""
     sel_sql, params = episode_filter(runs)
     out = ImportedSignals()
     current = store.signal_versions()
+    skip = set(exclude)
     con = store.connect()
     try:
-        out.turn, out.episode = imported_signal_names(con, runs)
+        turn, episode = imported_signal_names(con, runs)
+        out.turn = [n for n in turn if n not in skip]
+        out.episode = [n for n in episode if n not in skip]
         for name in out.turn + out.episode:
             todo_sql, todo_params = sel_sql, list(params)
             if current.get(name) == IMPORTED_VERSION:

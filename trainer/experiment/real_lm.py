@@ -289,18 +289,13 @@ def run_stats(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def calibrate(cfg: RealLMConfig, store: Any, out: Path) -> dict[str, Any]:
-    """Signals + analysis (``calib analyze``'s functions) of the SFT model's train-split rollouts."""
-    from calib.analysis.propose import propose_spec, write_outputs
-    from calib.analysis.run import AnalysisConfig, analyze_store
-    from calib.signals.compute import compute_signals
-    from calib.signals.registry import available_signals
-    from calib.tools import get_catalogue
+    """Signals + analysis of the SFT model's train-split rollouts, through ``calib analyze``'s entry point."""
+    from calib.analysis.pipeline import analyze_and_propose
+    from calib.analysis.propose import write_outputs
 
-    names = available_signals()
-    compute_signals(store, names, catalogue=get_catalogue(DOMAIN), runs=["calibration"])
-    acfg = AnalysisConfig(mode="gtpo_hybrid", seed=cfg.first_seed)
-    result = analyze_store(store, names, runs=["calibration"], config=acfg)
-    spec = propose_spec(result, acfg, name="real-lm-calibrated")
+    o = analyze_and_propose(store, runs=["calibration"], mode="gtpo_hybrid", settings={"seed": cfg.first_seed},
+                            name="real-lm-calibrated", domain=DOMAIN)
+    result, spec = o.result, o.spec
     paths = write_outputs(result, spec, out)
     verdicts = {r["signal"]: {"verdict": r["verdict"], "group_auc": r["group_auc"], "weight": r["proposed_weight"]}
                 for r in result.signals}
