@@ -34,7 +34,7 @@ bench: setup
 	$(PY) bench/run_all.py
 
 lint: setup
-	$(VENV)/bin/ruff check calib trainer tests bench
+	$(VENV)/bin/ruff check calib trainer experiments tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports/demo

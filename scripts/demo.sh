@@ -9,7 +9,7 @@ STORE="$OUT/store"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rm -rf "$OUT"
 mkdir -p "$OUT"
-# the real-lm experiment's tools (trainer.experiment.real_lm.TOOLS) and a train task of airline-mini
+# the real-lm experiment's tools (experiments.real_lm.TOOLS) and a train task of airline-mini
 TOOLS=get_user_details,get_reservation_details,list_all_airports,cancel_reservation,update_reservation_baggages,send_certificate,transfer_to_human_agents
 DEMO_TASK=${DEMO_TASK:-airline-mini/2}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -51,7 +51,7 @@ def main() -> int:
     src = args.src
     if src is None:
         from calib.store import Store
-        from trainer.experiment.real_lm import RealLMConfig, demos, sft
+        from experiments.real_lm import RealLMConfig, demos, sft
 
         cfg = RealLMConfig()
         args.out.mkdir(parents=True, exist_ok=True)

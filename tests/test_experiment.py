@@ -15,12 +15,12 @@ from calib.analysis.run import AnalysisConfig
 from calib.cli import app
 from calib.envs.synthetic import SIGNALS, SyntheticConfig, make_tasks, rollout
 from calib.spec import load_spec, save_spec
-from trainer.experiment.arms import ARM_NAMES, NAIVE_SIGNALS, get_arms
-from trainer.experiment.calibrate import analyze_batch, calibrated_spec
-from trainer.experiment.misalignment import ExperimentConfig, mean_ci, quick_config, run_experiment
-from trainer.experiment.policy import TabularPolicy, prior_logits, softmax_table
-from trainer.experiment.report import SECTION, update_results_md
-from trainer.experiment.train import TrainConfig, batch_advantages, policy_step, train_arm
+from experiments.arms import ARM_NAMES, NAIVE_SIGNALS, get_arms
+from experiments.calibrate import analyze_batch, calibrated_spec
+from experiments.misalignment import ExperimentConfig, mean_ci, quick_config, run_experiment
+from experiments.report import SECTION, update_results_md
+from experiments.train import TrainConfig, train_arm
+from trainer.tabular import TabularPolicy, batch_advantages, policy_step, prior_logits, softmax_table
 
 CFG = SyntheticConfig(n_tasks=12)
 
@@ -214,7 +214,7 @@ def test_paper_arms_use_the_presets():
 
 
 def test_bounded_setting_ends_idle_conversations_and_adds_the_kl_penalty():
-    from trainer.experiment.misalignment import BOUNDED_KL, BOUNDED_PATIENCE, bounded_setting
+    from experiments.misalignment import BOUNDED_KL, BOUNDED_PATIENCE, bounded_setting
 
     cfg = bounded_setting(quick_config(1))
     assert cfg.setting == "bounded" and cfg.env.patience == BOUNDED_PATIENCE and cfg.train.kl_coef == BOUNDED_KL
@@ -233,7 +233,7 @@ def test_bounded_setting_ends_idle_conversations_and_adds_the_kl_penalty():
 
 
 def test_cli_bounded_setting_writes_its_own_section(tmp_path):
-    from trainer.experiment.report import BOUNDED_SECTION
+    from experiments.report import BOUNDED_SECTION
 
     md = tmp_path / "results.md"
     md.write_text(f"# Results\n\n{SECTION}\n\ndefault table\n\n## Real model\n\nkept\n")
@@ -249,3 +249,17 @@ def test_cli_bounded_setting_writes_its_own_section(tmp_path):
     assert (tmp_path / "exp" / "misalignment_curves_bounded.png").exists()
     r = CliRunner().invoke(app, ["experiment", "misalignment", "--setting", "nope", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--setting 'nope'" in r.output
+
+
+def test_an_installed_cli_never_rewrites_results_md_unless_asked(tmp_path, monkeypatch):
+    """Without --results-md the full (not --quick) run writes only its --out folder (issue 25): rewriting
+    docs/results.md belongs to scripts/update_results.sh."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text("# Results\n\nkeep me\n")
+    r = CliRunner().invoke(app, ["experiment", "misalignment", "--seeds", "1", "--steps", "1", "--arms", "grpo",
+                                 "--out", str(tmp_path / "exp"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["results_md"] is None
+    assert (tmp_path / "docs" / "results.md").read_text() == "# Results\n\nkeep me\n"
+    assert not (tmp_path / "docs" / "figures").exists()

@@ -15,7 +15,7 @@ from calib.cli import app
 from calib.envs import load_domain
 from calib.envs.mini import generate, split_by_family
 from calib.envs.splits import split_task_ids
-from trainer.experiment.real_lm import (
+from experiments.real_lm import (
     FAMILIES,
     TOOLS,
     RealLMConfig,
@@ -166,7 +166,7 @@ def test_demo_trains_from_the_warm_start_with_the_experiment_view():
     """`make demo` step 5 shows the warm start the prompt it was fine-tuned on (same tools, same prompt)."""
     from pathlib import Path
 
-    from trainer.experiment.real_lm import SHORT_PROMPT
+    from experiments.real_lm import SHORT_PROMPT
 
     text = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
     assert f"TOOLS={','.join(TOOLS)}\n" in text
@@ -180,7 +180,7 @@ def test_demo_trains_from_the_warm_start_with_the_experiment_view():
 
 
 def _shipped_warm_start(skip_or_fail) -> str:
-    from trainer.experiment.real_lm import WARM_START
+    from experiments.real_lm import WARM_START
 
     if not (WARM_START / "adapter_config.json").is_file():
         skip_or_fail(f"no shipped warm start in {WARM_START} (scripts/make_warmstart.py builds it)")
@@ -201,7 +201,7 @@ def test_shipped_warm_start_calls_tools_and_succeeds_on_some_held_out_tasks(tmp_
     the quick experiment's test checks (its RL stage runs on tasks with mixed success)."""
     from calib.models import resolve_model
     from calib.store import Store
-    from trainer.experiment.real_lm import play
+    from experiments.real_lm import play
 
     monkeypatch.setenv("CALIB_CACHE", str(tmp_path / "cache"))
     warm = _shipped_warm_start(skip_or_fail)

@@ -200,7 +200,7 @@ def test_records_ingest_into_the_store(tmp_path):
 def test_planted_relations_hold_at_scale():
     """What the testbed is for: gold_match aligned, state_change worse in failures, read_only frequent
     but non-discriminative, valid_call on most turns (measured on the prior policy of the experiment)."""
-    from trainer.experiment.policy import prior_logits, softmax_table
+    from trainer.tabular import prior_logits, softmax_table
 
     cfg = SyntheticConfig(n_tasks=200)
     tasks = make_tasks(cfg, 0)

@@ -40,7 +40,7 @@ class SyntheticFamily:
         """The policy that iteration ``it`` starts from: the one trained in ``it - 1`` (else fresh)."""
         import torch
 
-        from trainer.experiment.policy import TabularPolicy
+        from trainer.tabular import TabularPolicy
 
         policy = TabularPolicy(self.tasks)
         prev = self.dir / f"it{it - 1}.pt"
@@ -77,7 +77,7 @@ class SyntheticFamily:
 
         from calib.envs.synthetic import rollout
         from calib.spec import load_spec
-        from trainer.experiment.train import policy_step
+        from trainer.tabular import policy_step
 
         torch.manual_seed(seed)
         spec = load_spec(spec_path)

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import pandas as pd
 from calib.errors import CalibError
 from calib.store import Store
 from trainer.loop_config import LoopConfig
+from trainer.state import StageRecord
 
 STAGES = ("rollout", "analyze", "spec", "train", "eval", "record")
 HISTORY_TABLE = "calibration_history"
@@ -48,28 +48,31 @@ class ReviewPause(CalibError):
     exit_code = 3
 
 
-@dataclass
 class LoopState:
-    """What has been done: ``stages[str(i)][stage] = {"at": time, ...result}``."""
+    """What has been done: ``stages[str(i)][stage] = {"at": time, ...result}`` in ``state.json``
+    (a :class:`trainer.state.StageRecord`)."""
 
-    path: Path
-    stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    def __init__(self, path: Path):
+        self.record = StageRecord(path, root="stages")
+
+    @property
+    def path(self) -> Path:
+        return self.record.path
+
+    @property
+    def stages(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.record.data
 
     @classmethod
     def load(cls, path: Path) -> LoopState:
-        if path.exists():
-            return cls(path, json.loads(path.read_text()).get("stages", {}))
         return cls(path)
 
     def done(self, it: int, stage: str) -> dict[str, Any] | None:
-        return self.stages.get(str(it), {}).get(stage)
+        return self.record.get(str(it), stage)
 
     def mark(self, it: int, stage: str, result: dict[str, Any]) -> None:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.stages.setdefault(str(it), {})[stage] = {"at": now, **result}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"stages": self.stages}, indent=2, default=str))
-        os.replace(tmp, self.path)
+        self.record.put(str(it), stage, value={"at": now, **result})
 
 
 @dataclass

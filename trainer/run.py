@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.errors import CalibError, UsageError
+from calib.spec import is_preset
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -138,11 +139,6 @@ def train_to_adapter(
     trainer.save_model(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
     return adapter_dir
-
-
-def is_preset(spec: Path) -> bool:
-    """``preset:NAME`` (a shipped spec, ``calib spec list``) rather than a file."""
-    return str(spec).startswith("preset:")
 
 
 def check_options(job: TrainJob) -> None:

@@ -19,7 +19,6 @@ experiment_app = typer.Typer(
 )
 
 DEFAULT_OUT = "reports/experiment"
-DEFAULT_RESULTS_MD = "docs/results.md"
 
 
 @experiment_app.command("misalignment")
@@ -47,11 +46,13 @@ def misalignment_command(
         Path | None,
         typer.Option(
             "--results-md",
-            help=f"Markdown file whose synthetic-experiment section is replaced (default {DEFAULT_RESULTS_MD}, "
-            "but not with --quick unless given).",
+            help="Markdown file whose section for this setting is replaced (other sections are kept; figures are "
+            "copied next to it). Default: none; the repository's docs/results.md is rewritten by "
+            "scripts/update_results.sh, not by an installed command.",
         ),
     ] = None,
-    no_results_md: Annotated[bool, typer.Option("--no-results-md", help="Do not write the results section.")] = False,
+    no_results_md: Annotated[bool, typer.Option("--no-results-md", hidden=True,
+                                                help="Accepted for old scripts: writing no results file is the default.")] = False,
     recalibration_rule: Annotated[str, typer.Option("--recalibration-rule", help="Calibration rule of the online "
                                   "arms' recalibrations: auc | joint | irc.")] = "auc",
     json_out: JsonOpt = False,
@@ -66,8 +67,8 @@ def misalignment_command(
 
     from calib.cli.options import check_output
     from calib.errors import UsageError
-    from trainer.experiment.arms import get_arms
-    from trainer.experiment.misalignment import (
+    from experiments.arms import get_arms
+    from experiments.misalignment import (
         SETTINGS,
         ExperimentConfig,
         bounded_setting,
@@ -75,7 +76,7 @@ def misalignment_command(
         run_experiment,
         sparse_setting,
     )
-    from trainer.experiment.report import (
+    from experiments.report import (
         results_section,
         rich_table,
         section_heading,
@@ -110,7 +111,7 @@ def misalignment_command(
     seconds = time.perf_counter() - t0
 
     paths = write_outputs(result, out)
-    target = None if no_results_md else (results_md or (None if quick else Path(DEFAULT_RESULTS_MD)))
+    target = None if no_results_md else results_md
     if target is not None:
         command = _command_line(seeds=seeds, steps=steps, quick=quick, arms=arms, first_seed=first_seed, out=out,
                                 setting=setting)
@@ -159,8 +160,8 @@ def real_lm_command(
     from rich.console import Console
 
     from calib.errors import UsageError
-    from trainer.experiment.real_lm import RealLMConfig, quick_config, run_real_lm
-    from trainer.experiment.real_lm_report import markdown_table, write_report
+    from experiments.real_lm import RealLMConfig, quick_config, run_real_lm
+    from experiments.real_lm_report import markdown_table, write_report
 
     console = Console(stderr=True)
     try:

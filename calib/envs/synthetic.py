@@ -43,7 +43,7 @@ signal            fires on                                        stands for
 
 The agent is given as a probability table ``probs[task, stage, looked, action]`` (the observation
 is the task, the stage reached, and whether it looked up since the stage began), so this module
-needs no torch and knows nothing of training; :mod:`trainer.experiment` owns the learning policy.
+needs no torch and knows nothing of training; :mod:`experiments` owns the learning policy.
 :func:`rollout` simulates a whole batch at once (vectorised over episodes, a loop over turns only)
 and returns per-turn signal arrays directly; :meth:`SyntheticBatch.to_records` writes the same
 episodes as native records (airline tool names and schema-valid arguments) for ``calib ingest``.

@@ -1,6 +1,6 @@
 """The real-model experiment: SFT warm start, then outcome-only GRPO vs naive dense vs calibrated.
 
-The synthetic testbed (:mod:`trainer.experiment.misalignment`) shows the mechanism without a language
+The synthetic testbed (:mod:`experiments.misalignment`) shows the mechanism without a language
 model; this runs the same comparison on a real one (SmolLM2-135M by default) in airline-mini, with the
 train/test task split so that success is measured on tasks no stage has seen:
 
@@ -35,16 +35,18 @@ from typing import Any
 
 import numpy as np
 
-ARMS = (
-    # name, advantage mode, where the turn rewards come from
-    ("grpo", "grpo", "none"),
-    ("naive_dense", "gtpo_hybrid", "preset:paper-v5-naive"),
-    ("calibrated", "gtpo_hybrid", "calibrated"),
+from calib.jsonutil import plain
+from experiments.arms import Arm
+from trainer.state import StageRecord
+
+ARMS = (  # the testbed's Arm (experiments.arms): a name, an advantage mode, where the turn rewards come from
+    Arm("grpo", "grpo", "none"),
+    Arm("naive_dense", "gtpo_hybrid", "preset:paper-v5-naive"),
+    Arm("calibrated", "gtpo_hybrid", "calibrated"),
     # the calibrated spec, recalibrated online after every step on the run's last steps (same budget)
-    ("online", "gtpo_hybrid", "calibrated"),
+    Arm("online", "gtpo_hybrid", "online"),
 )
-ONLINE_ARMS = ("online",)
-ARM_NAMES = tuple(a[0] for a in ARMS)
+ARM_NAMES = tuple(a.name for a in ARMS)
 DOMAIN = "airline-mini"
 SHORT_PROMPT = "You are an airline agent. Use the tools."
 # The task families of the experiment and the tools they need (a test checks that the oracle's
@@ -145,34 +147,28 @@ def quick_config(seeds: int = 1) -> RealLMConfig:
 
 
 class State:
-    """``state.json``: the result of every finished stage, written atomically after each one."""
+    """``state.json``: the result of every finished stage (a :class:`trainer.state.StageRecord`, as the
+    loop's), with its wall time; a finished stage is not run again."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.record = StageRecord(path)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.record.data
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
-        if name in self.data:
+        done = self.record.get(name)
+        if done is not None:
             log(f"{name}: done earlier")
-            return self.data[name]
+            return done
         t0 = time.perf_counter()
         log(f"{name} ...")
         out = dict(fn())
         out["seconds"] = round(time.perf_counter() - t0, 1)
-        self.data[name] = out
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=_jsonable))
-        tmp.replace(self.path)
+        self.record.put(name, value=plain(out, default=str))
         log(f"{name}: {out['seconds']:.0f} s")
         return out
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x).__name__)
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -305,18 +301,15 @@ def calibrate(cfg: RealLMConfig, store: Any, out: Path) -> dict[str, Any]:
 
 def arm_spec(name: str, calibrated: Path, out: Path) -> Path:
     """The arm's spec file: written once from the preset or the proposal, with the arm's mode."""
-    from calib.spec import AdvantageSpec, RewardSpec, load_spec, save_spec
+    from calib.spec import load_spec, save_spec
 
-    mode, rewards = next((m, r) for n, m, r in ARMS if n == name)
+    arm = next(a for a in ARMS if a.name == name)
     path = out / f"{name}.yaml"
     if path.exists():
         return path
-    if rewards == "none":
-        spec = RewardSpec(name=f"real-lm-{name}", advantage=AdvantageSpec(mode=mode), turn_rewards=[])
-    else:
-        base = load_spec(calibrated if rewards == "calibrated" else rewards)
-        spec = base.model_copy(update={"name": f"real-lm-{name}",
-                                       "advantage": base.advantage.model_copy(update={"mode": mode})})
+    base = load_spec(calibrated) if arm.needs_calibration else arm.fixed_spec()
+    spec = base.model_copy(update={"name": f"real-lm-{name}",
+                                   "advantage": base.advantage.model_copy(update={"mode": arm.mode})})
     save_spec(spec, path)
     return path
 
@@ -353,7 +346,7 @@ def train_arm(cfg: RealLMConfig, store: Any, sft_model: str, spec: Path, out: Pa
                    max_turns=cfg.max_turns, max_new_tokens=cfg.max_new_tokens, max_steps=cfg.rl_steps,
                    save_steps=max(1, cfg.rl_steps // 2), learning_rate=cfg.rl_learning_rate, lora_r=cfg.rl_lora_r,
                    temperature=cfg.temperature, seed=seed, threads=cfg.threads, resume=_resumable(out),
-                   **cfg.view_args, **(_online(cfg) if name in ONLINE_ARMS else {}))
+                   **cfg.view_args, **(_online(cfg) if next(a for a in ARMS if a.name == name).online else {}))
     result = run_train(job)
     merged = merge_adapter(sft_model, result.adapter_dir, models / f"{name}-s{seed}")
     logs = [h for h in result.log_history if "calib/success_rate" in h]
@@ -509,6 +502,6 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
     }
     result = {"summary": summary, "config": cfg.to_dict(), "stages": state.data, "arms": arms, "sft": sft_sum,
               "analysis": a}
-    (out / "results.json").write_text(json.dumps(result, indent=1, default=_jsonable))
+    (out / "results.json").write_text(json.dumps(plain(result, default=str), indent=1))
     emit(summary)
     return result

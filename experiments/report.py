@@ -1,7 +1,7 @@
 """Outputs of the misalignment experiment: the table (console and Markdown), the learning-curve
 figure, ``results.json``, the calibrated specs, and the experiment's section of ``docs/results.md``.
 
-I/O lives here and in the CLI; the numbers come from :mod:`trainer.experiment.misalignment`.
+I/O lives here and in the CLI; the numbers come from :mod:`experiments.misalignment`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from calib.jsonutil import plain
 from calib.spec import save_spec
-from trainer.experiment.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
+from experiments.arms import NAIVE_SIGNALS, NAIVE_WEIGHT, get_arms
 
 SECTION = "## Synthetic testbed: the misalignment experiment"
 FIGURE = "misalignment_curves"

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from calib.advantages import turn_advantages
 from calib.analysis.online import RecalibrationConfig, recalibrate_arrays
 from calib.analysis.run import EpisodeData
 from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
 from calib.spec import RewardSpec
-from trainer.experiment.policy import TabularPolicy
+from trainer.tabular import TabularPolicy, policy_step
 
 
 @dataclass(frozen=True)
@@ -72,37 +71,6 @@ def evaluate(tasks: SyntheticTasks, probs: np.ndarray, episodes: int, rng: np.ra
         "wrong_write": float(wrong.mean()),
         "lookups": float(b.signals["read_only"].sum(axis=1).mean()),
     }
-
-
-def batch_advantages(batch: SyntheticBatch, spec: RewardSpec) -> list[np.ndarray]:
-    """Per-turn advantages of a batch under ``spec`` (weights and advantage settings)."""
-    adv = spec.advantage
-    return turn_advantages(
-        spec.outcome.weight * batch.outcome,
-        batch.turn_rewards(spec.turn_weights()),
-        batch.group,
-        mode=adv.mode,
-        gamma=adv.gamma,
-        lam=adv.lam,
-        turn_norm=adv.turn_norm,
-    )
-
-
-def policy_step(
-    policy: TabularPolicy, opt: torch.optim.Optimizer, batch: SyntheticBatch, spec: RewardSpec, kl_coef: float = 0.0
-) -> float:
-    """One policy-gradient step on ``batch`` (plus the KL penalty when ``kl_coef`` > 0); returns the loss."""
-    adv = np.concatenate(batch_advantages(batch, spec))  # (N,) turns, episode by episode
-    valid = batch.valid  # (E, T)
-    task = np.broadcast_to(batch.task[:, None], valid.shape)[valid]  # (N,)
-    logp = policy.log_prob(task, batch.stage[valid], batch.looked[valid], batch.actions[valid])  # (N,)
-    loss = -(torch.as_tensor(adv) * logp).sum() / max(adv.size, 1)
-    if kl_coef > 0 and adv.size:
-        loss = loss + kl_coef * policy.kl_to_prior(task, batch.stage[valid], batch.looked[valid]).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return float(loss.detach())
 
 
 def window_data(window: list[tuple[int, SyntheticBatch]]) -> EpisodeData:

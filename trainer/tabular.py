@@ -1,4 +1,6 @@
-"""The learning agent of the testbed: a tabular softmax policy in torch, on top of a fixed prior.
+"""The learning agent of the synthetic testbed: a tabular softmax policy in torch, on top of a fixed
+prior, and its policy-gradient step with calib's per-turn advantages. The loop's synthetic family
+(``trainer.families``) and the experiments (``experiments``) both train it.
 
 logits[task, stage, looked, action] = prior[done, looked, action] + theta[task, stage, looked, action]
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from calib.envs.synthetic import SyntheticTasks
+from calib.advantages import turn_advantages
+from calib.envs.synthetic import SyntheticBatch, SyntheticTasks
+from calib.spec import RewardSpec
 
 # Prior logits by situation (rows) and action kind (columns: lookup, each write, reply, malformed).
 PRIOR = {
@@ -72,3 +76,34 @@ class TabularPolicy(torch.nn.Module):
         logp = torch.log_softmax((self.prior + self.theta)[idx[0], idx[1], idx[2]], dim=-1)  # (N, A)
         logq = torch.log_softmax(self.prior[idx[0], idx[1], idx[2]], dim=-1)  # (N, A)
         return (logp.exp() * (logp - logq)).sum(dim=-1)  # (N,)
+
+
+def batch_advantages(batch: SyntheticBatch, spec: RewardSpec) -> list[np.ndarray]:
+    """Per-turn advantages of a batch under ``spec`` (weights and advantage settings)."""
+    adv = spec.advantage
+    return turn_advantages(
+        spec.outcome.weight * batch.outcome,
+        batch.turn_rewards(spec.turn_weights()),
+        batch.group,
+        mode=adv.mode,
+        gamma=adv.gamma,
+        lam=adv.lam,
+        turn_norm=adv.turn_norm,
+    )
+
+
+def policy_step(
+    policy: TabularPolicy, opt: torch.optim.Optimizer, batch: SyntheticBatch, spec: RewardSpec, kl_coef: float = 0.0
+) -> float:
+    """One policy-gradient step on ``batch`` (plus the KL penalty when ``kl_coef`` > 0); returns the loss."""
+    adv = np.concatenate(batch_advantages(batch, spec))  # (N,) turns, episode by episode
+    valid = batch.valid  # (E, T)
+    task = np.broadcast_to(batch.task[:, None], valid.shape)[valid]  # (N,)
+    logp = policy.log_prob(task, batch.stage[valid], batch.looked[valid], batch.actions[valid])  # (N,)
+    loss = -(torch.as_tensor(adv) * logp).sum() / max(adv.size, 1)
+    if kl_coef > 0 and adv.size:
+        loss = loss + kl_coef * policy.kl_to_prior(task, batch.stage[valid], batch.looked[valid]).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())

@@ -1,6 +1,6 @@
 """Outputs of the real-model experiment: the Markdown table and the training curves.
 
-The numbers come from :func:`trainer.experiment.real_lm.run_real_lm` (``results.json``); this only
+The numbers come from :func:`experiments.real_lm.run_real_lm` (``results.json``); this only
 formats them, so the table always equals the JSON.
 """
 
@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trainer.experiment.real_lm import ARM_NAMES
+from experiments.real_lm import ARM_NAMES
 
 
 def _pct(x: Any) -> str:

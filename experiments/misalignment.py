@@ -24,10 +24,10 @@ from scipy import stats
 from calib.analysis.online import RecalibrationConfig
 from calib.envs.synthetic import SyntheticConfig, make_tasks, rollout
 from calib.spec import RewardSpec
-from trainer.experiment.arms import ARMS, Arm
-from trainer.experiment.calibrate import calibrated_spec
-from trainer.experiment.policy import prior_logits, softmax_table
-from trainer.experiment.train import TrainConfig, train_arm
+from experiments.arms import ARMS, Arm
+from experiments.calibrate import calibrated_spec
+from experiments.train import TrainConfig, train_arm
+from trainer.tabular import prior_logits, softmax_table
 
 SETTINGS = ("default", "bounded", "sparse")
 # The bounded-farming setting (the seed paper's conditions, where dense bonuses cost it at most
@@ -178,7 +178,7 @@ def run_experiment(
     """Run every seed and arm; returns config, per-seed results, calibrated specs, summary and curves."""
     import torch
 
-    from trainer.experiment.arms import get_arms
+    from experiments.arms import get_arms
 
     arms = get_arms(list(cfg.arms))
     names = [a.name for a in arms]
