@@ -23,7 +23,7 @@ def met(value: float, goal: str) -> bool:
 
 def figure_line(bench: str, figure: str, value: float, goal: str, *, quick: bool, details: dict[str, Any],
                 also: bool = True) -> str:
-    """The final JSON line of a figure (DESIGN section 10). ``met`` is computed here from value and goal
+    """The final JSON line of a figure (docs/architecture.md section 10). ``met`` is computed here from value and goal
     (and ``also``, a further condition the figure states in its details), for quick runs too: a quick
     run carries ``"quick": true`` so nobody reads its ``met`` as the full-size result."""
     return json.dumps({"bench": bench, "figure": figure, "value": value, "goal": goal,

@@ -1,6 +1,6 @@
 """``calib analyze`` at scale: 100k episodes (~1M turns) in groups of 8, every built-in signal.
 
-Two figures, both measured in this run (DESIGN section 10):
+Two figures, both measured in this run (docs/architecture.md section 10):
 
 1. ``seconds_100k``: wall time of the analysis itself: computing the twelve built-in signals from the
    store's turns (DuckDB + the per-distinct-call Python normal form) and every metric of every

@@ -1,6 +1,6 @@
 """``calib report`` at scale: 100k episodes (~1M turns) in groups of 8, every built-in signal.
 
-Figures, all measured in this run (DESIGN section 10):
+Figures, all measured in this run (docs/architecture.md section 10):
 
 1. ``report_mb_100k``: size of the HTML file. Goal: under 10 MB *with its content*: the report
    aggregates (plots, table), caps the scatter by sampling whole groups and embeds a bounded sample

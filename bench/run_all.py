@@ -1,4 +1,4 @@
-"""``make bench``: run every ``bench/*.py`` and print one table of figures (DESIGN section 10).
+"""``make bench``: run every ``bench/*.py`` and print one table of figures (docs/architecture.md section 10).
 
 Each script ends with one JSON line per figure:
 ``{"bench": ..., "figure": ..., "value": ..., "goal": ..., "met": ..., "details": {...}}``.

@@ -12,7 +12,7 @@ engines fix them, so a batch never mixes settings. Every completion carries the 
 each sampled token under the sampling distribution (logits / temperature, as TRL's loss computes
 them), so TRL's importance-sampling correction can compare the two.
 
-torch is imported inside the methods (DESIGN section 11: nothing in ``calib`` imports torch at module
+torch is imported inside the methods (docs/architecture.md section 11: nothing in ``calib`` imports torch at module
 level).
 """
 

@@ -8,7 +8,7 @@ passed through; when it does not (SmolLM2's template knows only role and content
 written into the system message and earlier calls into the assistant text, in the same Hermes format,
 so the model always sees the tools and its own past calls.
 
-torch and transformers are imported inside the functions (DESIGN section 11).
+torch and transformers are imported inside the functions (docs/architecture.md section 11).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Canonical episode records (DESIGN section 2) and turn segmentation.
+"""Canonical episode records (docs/architecture.md section 2) and turn segmentation.
 
 Every importer turns its input into the same canonical dict, validated here, so that the store,
 the signals and the trainer see one shape. Validation raises :class:`RecordError` with a reason that
@@ -297,7 +297,7 @@ def is_error_observation(text: str | None) -> bool:
 
 
 def segment_turns(episode: dict[str, Any], catalogue: ToolCatalogue) -> list[dict[str, Any]]:
-    """One row per assistant message (DESIGN section 2).
+    """One row per assistant message (docs/architecture.md section 2).
 
     ``tool_name``/``tool_args`` describe the first tool call (tau-bench agents make one call per
     message); ``n_tool_calls`` and ``tool_calls`` keep the rest. ``observation`` joins the tool

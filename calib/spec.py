@@ -1,4 +1,4 @@
-"""The reward spec (DESIGN section 5): a versioned YAML file that ``calib analyze`` writes and
+"""The reward spec (docs/architecture.md section 5): a versioned YAML file that ``calib analyze`` writes and
 ``calib train`` reads, validated on load.
 
 ```yaml
@@ -59,7 +59,7 @@ class _Model(BaseModel):
 
 
 class AdvantageSpec(_Model):
-    """How turn rewards and the outcome become per-turn advantages (DESIGN section 6)."""
+    """How turn rewards and the outcome become per-turn advantages (docs/architecture.md section 6)."""
 
     mode: str = Field("gtpo_hybrid", description="an advantage mode of the registry (calib.advantages): grpo | "
                       "mt_grpo | gtpo_hybrid, or one a plug-in registered")

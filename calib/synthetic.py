@@ -62,7 +62,7 @@ def synthetic_records(
     iteration: int = 0,
     chatter: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
-    """Native episode records (DESIGN section 2) of an airline-like agent, deterministic in ``seed``.
+    """Native episode records (docs/architecture.md section 2) of an airline-like agent, deterministic in ``seed``.
 
     Per task, a skill level p in (0.2, 0.95) sets how likely each write is made with the right
     arguments; episodes that make every expected write correctly and no wrong write succeed. Extra

@@ -27,7 +27,7 @@ The naive reward is what a designer writes without measuring: +0.3 for each thin
 (a valid call, a lookup, a write, a write that matches the task). ``tool_error`` is left out because
 nobody would reward errors on purpose. Because that reward also pays for wrong writes, the two
 ``valid_bonus`` arms separate the seed paper's own claim (a +0.3 bonus per valid call, given alike in
-successes and failures, hurts) from the plainer "rewarding wrong writes hurts". Advantage parameters are the DESIGN section 6 defaults
+successes and failures, hurts) from the plainer "rewarding wrong writes hurts". Advantage parameters are the docs/architecture.md section 6 defaults
 (mt_grpo lambda 1.0; gtpo_hybrid gamma 0.9, lambda 0.3; index normalisation).
 """
 

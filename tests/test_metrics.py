@@ -195,7 +195,7 @@ def _gn(x, eps=1e-4):
 
 
 def _turn_adv_reference(turns, group, mode, gamma, lam, turn_norm):
-    """Signal-alone turn advantage from the DESIGN section 6 formulas, with explicit loops."""
+    """Signal-alone turn advantage from the docs/architecture.md section 6 formulas, with explicit loops."""
     out = [np.zeros(len(t)) for t in turns]
     for gid in np.unique(group):
         members = [i for i in range(len(turns)) if group[i] == gid]

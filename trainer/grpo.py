@@ -1,7 +1,7 @@
 """Multi-turn GRPO on TRL's ``GRPOTrainer``: our rollouts, our per-token advantages, TRL's everything else.
 
 TRL keeps the loss, KL, clipping, optimiser, logging, checkpointing and accelerate. We override two
-things (DESIGN section 8, checked against TRL 1.16):
+things (docs/architecture.md section 8, checked against TRL 1.16):
 
 1. ``rollout_func`` (TRL's experimental hook): each prompt of the batch names a task; the model
    being trained plays it through calib's rollout runner (environment + user simulator), and each
@@ -39,6 +39,7 @@ from calib.advantages import expand_to_tokens, group_normalize, turn_advantages
 from trainer.policy import TOOL_DETAILS, PromptView, TrainingPolicy
 from trainer.rewards import batch_rewards
 from trainer.tokenize import TokenizationDriftError, tokenize_episode
+from trainer.types import RolloutBatch
 
 TASK_PREFIX = (
     "calib-task:"  # a dataset row's prompt is just the task id: the environment owns the conversation
@@ -400,7 +401,7 @@ class MultiTurnGRPOTrainer(GRPOTrainer):
 
     # ---------------------------------------------------------------------------------- rollouts
 
-    def _rollout(self, prompts: list, trainer: Any = None) -> dict[str, list]:
+    def _rollout(self, prompts: list, trainer: Any = None) -> RolloutBatch:
         """TRL ``rollout_func``: play every prompt's task, score it, store it, tokenise it."""
         step = self.state.global_step + 1
         task_ids = [task_of(p) for p in prompts]

@@ -1,6 +1,6 @@
 """Episode-level signals (reward components an imported dump carries, ``turn_idx`` NULL).
 
-They are measured like the episode aggregate of a per-turn signal (DESIGN section 4): ``auc`` with its
+They are measured like the episode aggregate of a per-turn signal (docs/architecture.md section 4): ``auc`` with its
 bootstrap interval, ``group_auc`` (pairs inside a group) with its interval, and the point-biserial
 ``pb_corr`` against success. Sign agreement is a per-turn notion, so the verdict comes from the
 group-AUC interval alone: ``keep`` above 0.5, ``flip`` below, ``zero`` when it covers 0.5.

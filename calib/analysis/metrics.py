@@ -1,4 +1,4 @@
-"""Discriminative metrics of a per-turn signal (DESIGN section 4): pure numpy, arrays in, arrays out.
+"""Discriminative metrics of a per-turn signal (docs/architecture.md section 4): pure numpy, arrays in, arrays out.
 
 Notation. Episode i has a success label y_i, an outcome R_i, a group g_i (one task, one policy, one
 iteration: what GRPO normalises over) and per-turn signal values r_{i,t}; ``s_i`` is an episode

@@ -46,14 +46,14 @@ class AnalysisConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap draws: same seed, same intervals."})
     max_positions: int = field(default=10, metadata={"help": "auc_by_position covers turns 0..max_positions-1."})
 
-    # Parameters that control sign agreement (DESIGN section 6 formulas, via calib.advantages)
+    # Parameters that control sign agreement (docs/architecture.md section 6 formulas, via calib.advantages)
     mode: str = field(default="gtpo_hybrid", metadata={"help": "Advantage mode of the proposed spec; its sign "
                       "agreement decides whether a discriminative signal is aligned. mt_grpo | gtpo_hybrid."})
     gamma: float = field(default=DEFAULT_GAMMA, metadata={"help": "gtpo_hybrid discount (the seed paper's 0.9)."})
     lam: float | None = field(default=None, metadata={"help": "Advantage lambda; None = the mode's default."})
     turn_norm: str = field(default="index", metadata={"help": "index | pooled: the set each turn is normalised over."})
 
-    # Parameters that control verdicts and proposed weights (DESIGN section 4)
+    # Parameters that control verdicts and proposed weights (docs/architecture.md section 4)
     null_auc: float = field(default=0.5, metadata={"help": "keep needs the group_auc CI above this, flip below."})
     min_agreement: float = field(default=0.5, metadata={"help": "keep needs sign agreement >= this in `mode` "
                                  "(flip: 1 - agreement >= this); else the verdict is zero."})

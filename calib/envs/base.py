@@ -2,18 +2,42 @@
 
 Policies and the rollout runner code against these types only, so that a new domain (or a new user
 simulator) plugs in without touching them. ``calib.envs`` knows nothing of the store, the trainer or
-the CLI (DESIGN section 11).
+the CLI (docs/architecture.md section 11).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from calib.tools import ToolCatalogue
 
 STOP = "###STOP###"
 """What a user simulator says when the conversation is over (tau-bench's protocol)."""
+
+
+class Stage(TypedDict, total=False):
+    """One request of a scripted conversation (docs/environments.md, "Tasks and the scripted user's profile")."""
+
+    say: str  # the message that opens the request
+    actions: list[int]  # indices into Task.actions that serve it
+    writes: int  # confirmations the customer expects to give
+    outputs: list[str]  # strings it waits to hear
+    refusal: bool  # the request is forbidden: satisfied when the agent refuses
+    transfer: bool  # satisfied when the agent transfers
+    facts: dict[str, str]  # overrides the task-level facts for this request
+
+
+class UserProfile(TypedDict, total=False):
+    """What the scripted user knows and wants (``Task.profile``): typed, as the stages are read by the
+    user simulator, the oracle and the tau-bench/tau2 converters alike."""
+
+    user_id: str
+    reservation_ids: list[str]
+    facts: dict[str, str]  # answers by topic ("user_id", "payment", "cabin", ...)
+    confirm: bool  # whether the customer says yes to "Do you confirm?"
+    stages: list[Stage]
+    patience: int  # turns without headway before the customer gives up
 
 
 @dataclass
@@ -32,7 +56,7 @@ class Task:
     instruction: str
     actions: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: UserProfile = field(default_factory=lambda: UserProfile())
     kind: str = "other"
 
 

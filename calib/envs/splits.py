@@ -1,4 +1,4 @@
-"""One split mechanism for every domain (DESIGN section 3): ``--split train|test|all``.
+"""One split mechanism for every domain (docs/architecture.md section 3): ``--split train|test|all``.
 
 A domain that has a split carries ``splits = {"train": [task ids], "test": [task ids]}`` (tau2 domains
 take tau2's ``split_tasks.json``); ``all`` is every task. A domain without one (tau-bench v1 airline:

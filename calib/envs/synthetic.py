@@ -21,7 +21,7 @@ customer also ends it (a hang-up, a failure) after ``patience`` turns in a row t
 as in the seed paper's setting. **Success** = replied, every stage done, no wrong write. So success depends on some decisions (the writes and the final
 reply) and not on others (lookups, malformed calls, except that they use up turns).
 
-Candidate per-turn signals (names and meaning as the built-in signals of DESIGN section 3, so the
+Candidate per-turn signals (names and meaning as the built-in signals of docs/architecture.md section 3, so the
 native records this module writes give the same values when the store computes them):
 
 ================  ==============================================  ==================================
@@ -226,7 +226,7 @@ class SyntheticBatch:
     def to_records(
         self, *, run_id: str = "synthetic", iteration: int = 0, policy: str = "synthetic", step: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Native episode records (DESIGN section 2), one per episode, in batch order.
+        """Native episode records (docs/architecture.md section 2), one per episode, in batch order.
 
         Tool names and arguments follow the airline catalogue, and ``expected_actions`` lists the gold
         writes, so the store's built-in signals find the same values as ``signals``; ``info`` carries

@@ -1,6 +1,6 @@
 """``calib ingest``: stream rollout dumps into the store, one atomic ingest per file.
 
-Formats: ``native`` (DESIGN section 2 JSONL), ``taubench`` (tau-bench results JSON), ``tau2``
+Formats: ``native`` (docs/architecture.md section 2 JSONL), ``taubench`` (tau-bench results JSON), ``tau2``
 (tau2-bench results: one file, or a directory with ``results.json`` and ``simulations/``), ``chat``
 (TRL/verifiers/ART-style chat JSONL), ``verifiers`` (a verifiers output folder: ``results.jsonl`` +
 ``metadata.json``, or ``traces.jsonl``), ``art`` (OpenPipe ART trajectory logs: Parquet, JSONL or

@@ -2,7 +2,7 @@
 
 Both libraries carry per-rollout numbers next to the reward (verifiers ``metrics`` and weighted
 ``rewards``, ART ``metrics``). They become episode-level signals named ``<source>:<name>`` in the
-episode's ``info["signals"]`` (DESIGN section 3), which ``calib.signals.imported`` moves into the
+episode's ``info["signals"]`` (docs/architecture.md section 3), which ``calib.signals.imported`` moves into the
 ``signals`` table and ``calib.analysis.episode`` measures. Only numbers are kept: a string metric
 says nothing a group AUC can measure.
 """

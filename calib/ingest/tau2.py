@@ -14,7 +14,7 @@ tau2 messages map to canonical messages: tool-call arguments are already dicts; 
 ``id`` is the call it answers; a customer's own tool calls (telecom) stay on the user message and their
 results are marked ``requestor: user`` (``calib.records``), so they are never agent turns.
 
-Reward components become **signals** (DESIGN section 3), carried in ``info["signals"]`` and moved into
+Reward components become **signals** (docs/architecture.md section 3), carried in ``info["signals"]`` and moved into
 the ``signals`` table by ``calib.signals.imported``: a number is an episode-level signal (``turn_idx``
 NULL), a list is a per-turn signal (one value per assistant message, ``None`` where there is none).
 """

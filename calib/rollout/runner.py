@@ -39,6 +39,7 @@ from calib.errors import CalibError, UsageError
 from calib.http import EndpointError
 from calib.jsonutil import plain
 from calib.policies.base import EpisodeContext, Policy, check_assistant_message
+from calib.rollout.types import PRIVATE_FIELDS, Episode, EpisodeRecord
 
 UserFactory = Callable[[], UserSimulator]
 
@@ -176,8 +177,8 @@ async def _play_turns(env: Any, policy: Policy, user: UserSimulator, task: Task,
 async def play_episode(
     domain: Domain, policy: Policy, user: UserSimulator, task: Task, *, sample: int, cfg: RolloutConfig,
     tools: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Play one episode and return its native record (plus ``_turn_meta``)."""
+) -> Episode:
+    """Play one episode and return its native record (plus ``_turn_meta``: :class:`Episode`)."""
     seed = episode_seed(cfg.seed, task.task_id, sample)
     ctx = EpisodeContext(task=task, sample=sample, seed=seed, rng=random.Random(seed))
     env = domain.new_env(task)
@@ -215,7 +216,7 @@ async def play_episode(
     if error:
         info["error"] = error
     outcome = float(reward.reward) if status == "ok" else 0.0
-    episode = {
+    episode: Episode = {
         "episode_id": f"{cfg.run_id}/{cfg.iteration}/{task.task_id}/{cfg.seed}/{sample}",
         "run_id": cfg.run_id,
         "iteration": cfg.iteration,
@@ -287,9 +288,9 @@ class _ProgressBar:
         self.progress.update(self.task, advance=1, errors=self.errors)
 
 
-def strip_private(episode: dict[str, Any]) -> dict[str, Any]:
+def strip_private(episode: Episode | dict[str, Any]) -> EpisodeRecord:
     """The record without runner-private keys (``_turn_meta``), as the store gets it."""
-    return {k: v for k, v in episode.items() if not k.startswith("_")}
+    return {k: v for k, v in episode.items() if k not in PRIVATE_FIELDS and not k.startswith("_")}  # type: ignore[return-value]
 
 
 def run_rollouts(

@@ -1,4 +1,4 @@
-"""Per-turn candidate reward signals (DESIGN section 3).
+"""Per-turn candidate reward signals (docs/architecture.md section 3).
 
 - ``builtin``: the built-in signals for one episode in plain Python (``episode_signals``), the
   readable definition and what the trainer uses online.

@@ -1,4 +1,4 @@
-"""The built-in per-turn signals of DESIGN section 3, computed for one episode in plain Python.
+"""The built-in per-turn signals of docs/architecture.md section 3, computed for one episode in plain Python.
 
 This is the readable definition of every built-in and what the trainer uses for rollouts that are
 not in a store; ``calib.signals.sql`` computes the same values for a whole store in one DuckDB

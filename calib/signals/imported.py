@@ -1,4 +1,4 @@
-"""Signals that an imported dump already carries (DESIGN section 3): into the ``signals`` table.
+"""Signals that an imported dump already carries (docs/architecture.md section 3): into the ``signals`` table.
 
 Importers put them in the episode's ``info["signals"]``, named ``<source>:<name>``
 (``tau2:db_match``, later ``verifiers:...``, ``art:...``):

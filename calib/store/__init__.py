@@ -1,4 +1,4 @@
-"""The rollout store: Parquet parts + a DuckDB catalog (DESIGN section 2).
+"""The rollout store: Parquet parts + a DuckDB catalog (docs/architecture.md section 2).
 
 Layout of a store directory::
 

@@ -1,4 +1,4 @@
-"""Arrow schemas of the store's tables (DESIGN section 2). One place, so writers and readers agree."""
+"""Arrow schemas of the store's tables (docs/architecture.md section 2). One place, so writers and readers agree."""
 
 from __future__ import annotations
 

@@ -449,7 +449,7 @@ class Store:
         tbl = pa.table(
             {
                 "episode_id": pa.array(df["episode_id"].astype(str), pa.string(), from_pandas=True),
-                # NULL turn_idx: an episode-level signal (DESIGN section 3, e.g. tau2:db_match)
+                # NULL turn_idx: an episode-level signal (docs/architecture.md section 3, e.g. tau2:db_match)
                 "turn_idx": pa.array(pd.array(df["turn_idx"], dtype="Int32"), pa.int32(), from_pandas=True),
                 "signal": pa.array(np.full(len(df), signal, dtype=object), pa.string()),
                 "value": pa.array(pd.to_numeric(df["value"], errors="coerce").astype("float64"), pa.float64(),

@@ -4,7 +4,7 @@ Reward (tau-bench): 1 iff the agent's final data equal the data obtained by repl
 expected actions on a fresh copy, and every required output string occurs in one of the agent's
 replies (case-insensitive, commas ignored, so "1,286" matches "1286").
 
-Progress (DESIGN section 3, the ``progress`` signal): the expected database changes are the fields
+Progress (docs/architecture.md section 3, the ``progress`` signal): the expected database changes are the fields
 of existing records that the gold replay changed, plus each record it created; a change *holds*
 when the agent's data have the gold value there. Field granularity makes a half-done task show as
 half done (a cancellation sets ``status`` and extends ``payment_history``: two changes); a new
