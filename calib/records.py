@@ -25,7 +25,6 @@ from calib.tools import ToolCatalogue
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 STATUSES = frozenset({"ok", "error"})
-TURN_KINDS = ("tool_call", "message", "invalid")
 MAX_STRING = 1_000_000  # one message longer than this is a broken dump, not a conversation
 
 

@@ -1,6 +1,9 @@
-"""Experiments on the synthetic testbed (``calib experiment``): a small torch policy trained with the
-same per-turn advantages as the TRL trainer, to test reward specs in seconds on a CPU.
+"""calib's experiments, on top of the library (``calib`` and ``trainer``; docs/architecture.md section 11):
 
-Only ``calib experiment`` and the synthetic family of ``calib loop`` import this package (it imports torch at
-module level, which is why it lives in ``trainer/``: nothing in ``calib/`` imports torch at module level).
+- ``experiments.misalignment``: the seed paper's question on the synthetic testbed, every arm over seeds
+  (``calib experiment misalignment``), with the tabular policy of ``trainer.tabular``;
+- ``experiments.real_lm``: SmolLM2-135M on airline-mini, SFT then RL arms (``calib experiment real-lm``).
+
+Nothing in the library imports this package; the CLI wires it, and ``scripts/update_results.sh``
+regenerates docs/results.md from it.
 """

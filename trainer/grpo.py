@@ -1,7 +1,7 @@
 """Multi-turn GRPO on TRL's ``GRPOTrainer``: our rollouts, our per-token advantages, TRL's everything else.
 
-TRL keeps the loss, KL, clipping, optimiser, logging, checkpointing and accelerate. We override two
-things (docs/architecture.md section 8, checked against TRL 1.16):
+TRL keeps the loss, KL, clipping, optimiser, logging, checkpointing and accelerate. Two overrides carry
+the method (docs/architecture.md section 8, checked against TRL 1.16):
 
 1. ``rollout_func`` (TRL's experimental hook): each prompt of the batch names a task; the model
    being trained plays it through calib's rollout runner (environment + user simulator), and each
@@ -18,8 +18,10 @@ TRL's vLLM engine with ``use_vllm=True`` (``trainer/vllm_backend.py``; TRL syncs
 ``rollout_func``). The turns of all episodes in flight are batched (``calib.batcher``), and each
 turn's sampling logprobs are returned to TRL (``logprobs``) for its importance-sampling correction.
 
-Everything TRL does with one advantage per sequence is rejected in ``MultiTurnGRPOConfig``
-(the off-policy sequence mask, ``loss_type="vespo"``).
+Two smaller ones keep runs reproducible and the spec current: ``_get_train_sampler`` reseeds TRL's
+sampler per epoch (a resumed run draws the same tasks), and with ``recalibrate_every`` a callback
+(``trainer/recalibration.py``) swaps the spec between steps. Everything TRL does with one advantage
+per sequence is rejected in ``MultiTurnGRPOConfig`` (the off-policy sequence mask, ``loss_type="vespo"``).
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ from calib.store import Store
 from trainer.loop_config import LoopConfig
 from trainer.state import StageRecord
 
-STAGES = ("rollout", "analyze", "spec", "train", "eval", "record")
 HISTORY_TABLE = "calibration_history"
 
 

@@ -38,9 +38,6 @@ from calib.advantages import (
     varies_within,
 )
 
-VERDICTS = ("keep", "flip", "zero")
-
-
 # ----------------------------------------------------------------------------- ranks and AUC
 
 

@@ -14,11 +14,6 @@ from calib.errors import CalibError, UsageError
 DEFAULT_STORE = "./calib-store"
 
 
-def default_store() -> Path:
-    """``$CALIB_STORE`` if set, else ``./calib-store``."""
-    return Path(os.environ.get("CALIB_STORE") or DEFAULT_STORE)
-
-
 StoreOpt = Annotated[
     Path,
     typer.Option(
