@@ -122,6 +122,15 @@ def test_automatic_compaction_bounds_the_part_count(tmp_path: Path, monkeypatch)
     assert int(st.query("SELECT count(DISTINCT episode_id) AS d FROM episodes").d[0]) == 14
 
 
+def test_automatic_compaction_is_size_tiered():
+    """A part more than twice the size of the smaller ones together waits; the rest merge (oldest first)."""
+    small = [("a", 40), ("b", 1), ("c", 9), ("d", 1), ("e", 1)]
+    assert compact_mod._tiered(small) == [("b", 1), ("d", 1), ("e", 1)]  # 40 > 2 x 12, then 9 > 2 x 3
+    assert compact_mod._tiered(small + [("f", 3)]) == [("b", 1), ("c", 9), ("d", 1), ("e", 1), ("f", 3)]
+    assert compact_mod._tiered([("a", 20), ("b", 5), ("c", 5)]) == [("a", 20), ("b", 5), ("c", 5)]
+    assert compact_mod._tiered([("a", 100), ("b", 1)]) == [("a", 100), ("b", 1)]  # two parts: merged anyway
+
+
 def test_a_reader_that_listed_the_old_parts_reads_them_until_the_grace_period_ends(tmp_path: Path):
     st = Store(tmp_path / "store")
     for i in range(3):

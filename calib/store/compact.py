@@ -3,7 +3,8 @@
 Every ingest commits one folder under ``parts/`` and every ``calib analyze`` one file per signal;
 readers open every file, so a store of a thousand one-record ingests reads a thousand files. Compaction
 merges them (``calib store compact``, and automatically once more than :data:`COMPACT_AFTER_PARTS`
-small parts, or signal files of one signal version, pile up).
+small parts, or signal files of one signal version, pile up; automatic compaction is size-tiered,
+:data:`TIER_RATIO`, so that an episode is not rewritten at every compaction).
 
 How it stays atomic and safe for readers (``calib.store.files`` has the mechanism):
 
@@ -56,9 +57,15 @@ from calib.store.files import (
 )
 from calib.store.store import CHUNK_EPISODES, Store, _now, _signal_files
 
-# More small parts than this (or more files in one signal version) and the next writer compacts.
-COMPACT_AFTER_PARTS = int(os.environ.get("CALIB_COMPACT_AFTER", "64"))
+# More small parts than this (or more files in one signal version) and the next writer compacts. Every
+# reader opens every live file (about 1 ms each for `store info`), so this bounds what many small
+# ingests cost a reader: with 16, `store info` stays within 1.5x of a store ingested in one go.
+COMPACT_AFTER_PARTS = int(os.environ.get("CALIB_COMPACT_AFTER", "16"))
 SMALL_PART_EPISODES = CHUNK_EPISODES  # a part with fewer episodes is merged; merged parts reach about this size
+# Automatic compaction leaves out a part bigger than TIER_RATIO times all the smaller ones together (they
+# merge with it later, once they have grown): each episode is rewritten a few times (log2 of the part
+# size), not at every compaction, while the part count stays under COMPACT_AFTER_PARTS.
+TIER_RATIO = 2.0
 ID_ROW_GROUP = 1024  # rows per row group of a merged episodes file: what an id lookup reads at most per hit
 
 
@@ -79,12 +86,14 @@ class CompactResult:
         return asdict(self)
 
 
-def compact(store: Store, *, wait: bool = True) -> CompactResult:
-    """Merge every group of small parts and every signal version with several files.
+def compact(store: Store, *, wait: bool = True, full: bool = True, refresh: bool = True) -> CompactResult:
+    """Merge small parts, and every signal version with several files.
 
-    One compaction at a time (``_compact.lock``); with ``wait`` off, return at once (``busy``) when
-    another one runs. Also removes staging leftovers of dead writers and the units replaced longer ago
-    than the grace period."""
+    ``full`` (``calib store compact``) merges every small part; otherwise (automatic compaction) a
+    part much bigger than the smaller ones together is left for later (:data:`TIER_RATIO`). One
+    compaction at a time (``_compact.lock``); with ``wait`` off, return at once (``busy``) when another
+    one runs. Also removes staging leftovers of dead writers and the units replaced longer ago than
+    the grace period. ``refresh``: rewrite ``catalog.duckdb`` when something was merged."""
     res = CompactResult()
     with flocked(store.path / "_compact.lock", blocking=wait) as held:
         if not held:
@@ -94,7 +103,8 @@ def compact(store: Store, *, wait: bool = True) -> CompactResult:
         res.removed = store.drop_replaced()
         live = store._live_part_names()
         res.parts_before = len(live)
-        for group in _groups(_small_parts(store, live)):
+        small = _small_parts(store, live)
+        for group in _groups(small if full else _tiered(small)):
             merged = _merge_parts(store, [name for name, _ in group])
             if merged is not None:
                 res.merged_parts.append(merged)
@@ -105,7 +115,7 @@ def compact(store: Store, *, wait: bool = True) -> CompactResult:
             res.signal_files_before += before
             res.signal_files_after += after
         res.removed += store.drop_replaced()  # with a grace period of 0, what this merge replaced too
-    if res.merged_parts or res.signal_files_after < res.signal_files_before:
+    if refresh and (res.merged_parts or res.signal_files_after < res.signal_files_before):
         store.refresh_catalog()
     return res
 
@@ -116,7 +126,7 @@ def maybe_compact(store: Store) -> CompactResult | None:
     live = store._live_part_names()
     if len(live) <= COMPACT_AFTER_PARTS or len(_small_parts(store, live)) <= COMPACT_AFTER_PARTS:
         return None
-    return compact(store, wait=False)
+    return compact(store, wait=False, full=False, refresh=False)  # the ingest refreshes the catalog next
 
 
 def maybe_compact_signal(store: Store, name: str, version: str) -> None:
@@ -138,6 +148,19 @@ def _small_parts(store: Store, live: list[str]) -> list[tuple[str, int]]:
         if n < SMALL_PART_EPISODES:
             out.append((name, n))
     return out
+
+
+def _tiered(small: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The small parts an automatic compaction merges: all but the biggest ones that outweigh
+    :data:`TIER_RATIO` times the rest together (a binary-counter-like shape: one-record ingests merge
+    into 16, then 32, ... and a part is rewritten when the newer ones have caught up with it)."""
+    keep = sorted(small, key=lambda x: x[1], reverse=True)
+    rest = sum(n for _, n in keep)
+    while len(keep) > 2 and keep[0][1] > TIER_RATIO * (rest - keep[0][1]):
+        rest -= keep[0][1]
+        keep.pop(0)
+    chosen = {name for name, _ in keep}
+    return [item for item in small if item[0] in chosen]  # oldest first, as listed
 
 
 def _groups(small: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:

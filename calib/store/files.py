@@ -65,8 +65,10 @@ def live_units(folder: Path) -> list[str]:
             return []
         replaced: set[str] = set()
         try:
-            for n in names:
-                if n.startswith(MERGED_PREFIX):
+            # Newest first, and a merged unit known to be replaced is not read: what it replaced and is
+            # still on disk is in its replacer's list too (``replaces_closure``).
+            for n in sorted((n for n in names if n.startswith(MERGED_PREFIX)), reverse=True):
+                if n not in replaced:
                     replaced.update(read_replaces(folder / n))
         except FileNotFoundError:
             continue
@@ -90,8 +92,10 @@ def replaces_closure(folder: Path, names: list[str]) -> list[str]:
 
 
 def new_id(prefix: str = "") -> str:
-    """A sortable unique id: ``<prefix><UTC time>-<8 hex digits>``."""
-    return f"{prefix}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    """A unique id that sorts by creation time: ``<prefix><UTC time to the microsecond>-<8 hex digits>``."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
+    return f"{prefix}{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 # ---------------------------------------------------------------------- locks
@@ -211,11 +215,10 @@ def drop_replaced(folder: Path, trash: Path, grace_s: float | None = None) -> in
     now = time.time()
     for m in sorted(n for n in names if n.startswith(MERGED_PREFIX)):
         try:
+            if now - (folder / m / REPLACES).stat().st_mtime < grace:
+                continue  # (a stat, not a read: most merges are recent while a store is being filled)
             replaces = read_replaces(folder / m)
-            created = (folder / m / REPLACES).stat().st_mtime
         except (FileNotFoundError, ValueError):
-            continue
-        if now - created < grace:
             continue
         for r in replaces:
             if r in names and _to_trash(folder / r, trash):
