@@ -122,6 +122,17 @@ def test_automatic_compaction_bounds_the_part_count(tmp_path: Path, monkeypatch)
     assert int(st.query("SELECT count(DISTINCT episode_id) AS d FROM episodes").d[0]) == 14
 
 
+def test_a_failed_automatic_compaction_leaves_the_ingest_committed(tmp_path: Path, monkeypatch):
+    def broken(store):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compact_mod, "maybe_compact", broken)
+    st = Store(tmp_path / "store")
+    with pytest.warns(UserWarning, match="automatic compaction .* failed .* the ingest is committed"):
+        r = ingest_file(st, _write(tmp_path / "a.jsonl", 3, seed=1))
+    assert r.episodes == 3 and st.count() == 3
+
+
 def test_automatic_compaction_is_size_tiered():
     """A part more than twice the size of the smaller ones together waits; the rest merge (oldest first)."""
     small = [("a", 40), ("b", 1), ("c", 9), ("d", 1), ("e", 1)]

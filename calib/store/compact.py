@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import datetime as _dt
 import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,13 +55,29 @@ from calib.store.files import (
     read_manifest,
     release_staging,
     replaces_closure,
+    signal_files,
 )
-from calib.store.store import CHUNK_EPISODES, Store, _now, _signal_files
+
+
+class Store(Protocol):
+    """What compaction uses of :class:`calib.store.store.Store` (which imports this module, so this
+    module does not import it back)."""
+
+    path: Path
+
+    def _live_part_names(self) -> list[str]: ...
+    def _commit_lock(self) -> contextlib.AbstractContextManager[None]: ...
+    def clean_staging(self) -> list[str]: ...
+    def drop_replaced(self, grace_s: float | None = None) -> int: ...
+    def signal_versions(self) -> dict[str, str]: ...
+    def refresh_catalog(self, retries: int = 50) -> None: ...
 
 # More small parts than this (or more files in one signal version) and the next writer compacts. Every
 # reader opens every live file (about 1 ms each for `store info`), so this bounds what many small
 # ingests cost a reader: with 16, `store info` stays within 1.5x of a store ingested in one go.
 COMPACT_AFTER_PARTS = int(os.environ.get("CALIB_COMPACT_AFTER", "16"))
+# Episodes per merged file: the ingest's chunk (calib.store.store.CHUNK_EPISODES, read from the same setting).
+CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))
 SMALL_PART_EPISODES = CHUNK_EPISODES  # a part with fewer episodes is merged; merged parts reach about this size
 # Automatic compaction leaves out a part bigger than TIER_RATIO times all the smaller ones together (they
 # merge with it later, once they have grown): each episode is rewritten a few times (log2 of the part
@@ -137,6 +154,10 @@ def maybe_compact_signal(store: Store, name: str, version: str) -> None:
         store.refresh_catalog()
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None).isoformat()
+
+
 # ---------------------------------------------------------------------- parts
 
 
@@ -182,7 +203,7 @@ def _merge_parts(store: Store, names: list[str]) -> str | None:
     first (then nothing changed)."""
     parts = store.path / "parts"
     staging_root = store.path / "_staging"
-    fd, mid, lock = lock_staging(staging_root, lambda: new_id(MERGED_PREFIX), _now().isoformat())
+    fd, mid, lock = lock_staging(staging_root, lambda: new_id(MERGED_PREFIX), _now())
     staging = staging_root / mid
     try:
         staging.mkdir()
@@ -193,7 +214,7 @@ def _merge_parts(store: Store, names: list[str]) -> str | None:
         _write_sorted(staging, eps, turns)
         ingests = [row for n, m in zip(names, manifests)
                    for row in (m["ingests"] if n.startswith(MERGED_PREFIX) else [m])]
-        manifest = {"merged": True, "merge_id": mid, "created_at": _now().isoformat(), "episodes": eps.num_rows,
+        manifest = {"merged": True, "merge_id": mid, "created_at": _now(), "episodes": eps.num_rows,
                     "turns": turns.num_rows, "ingests": sorted(ingests, key=lambda r: r["ingest_id"])}
         atomic_write_text(staging / MANIFEST, json.dumps(manifest))
         atomic_write_text(staging / REPLACES, json.dumps(replaces_closure(parts, names)))
@@ -253,10 +274,10 @@ def _compact_signal(store: Store, name: str, version: str) -> tuple[int, int]:
         return 0, 0
     with flocked(sdir / ".lock"):
         _clear_dead(vdir)
-        before = len(_signal_files(vdir))
+        before = len(signal_files(vdir))
         if len(live_units(vdir)) > 1:
             _merge_signal(vdir)
-        return before, len(_signal_files(vdir))
+        return before, len(signal_files(vdir))
 
 
 def _merge_signal(vdir: Path) -> None:
@@ -264,7 +285,7 @@ def _merge_signal(vdir: Path) -> None:
     writer of the signal holds too, so hidden leftovers found here belong to dead writers."""
     _clear_dead(vdir)
     units = live_units(vdir)
-    files = _signal_files(vdir)
+    files = signal_files(vdir)
     if len(units) < 2 or not files:
         return
     tbl = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
@@ -274,7 +295,7 @@ def _merge_signal(vdir: Path) -> None:
     try:
         tmp.mkdir()
         pq.write_table(tbl, tmp / "part-00000.parquet", compression="zstd", row_group_size=64 * ID_ROW_GROUP)
-        manifest = {"merged": True, "created_at": _now().isoformat(), "rows": tbl.num_rows}
+        manifest = {"merged": True, "created_at": _now(), "rows": tbl.num_rows}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest))
         atomic_write_text(tmp / REPLACES, json.dumps(replaces_closure(vdir, units)))
         fsync_dir(tmp)

@@ -76,6 +76,19 @@ def live_units(folder: Path) -> list[str]:
     raise StoreError(f"{folder} keeps changing while it is listed; try again")
 
 
+def signal_files(vdir: Path) -> list[str]:
+    """The Parquet files of a signal version's live units (plain ``part-*.parquet`` files and merged
+    folders)."""
+    files: list[str] = []
+    for name in live_units(vdir):
+        unit = vdir / name
+        if name.startswith(MERGED_PREFIX):
+            files += sorted(str(f) for f in unit.glob("*.parquet"))
+        elif name.endswith(".parquet"):
+            files.append(str(unit))
+    return files
+
+
 def replaces_closure(folder: Path, names: list[str]) -> list[str]:
     """What a new merged unit of ``names`` replaces: ``names``, and what the merged ones among them
     replaced that is still on disk.

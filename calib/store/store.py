@@ -72,6 +72,7 @@ from calib.store.files import (
     lock_staging,
     read_manifest,
     release_staging,
+    signal_files,
 )
 from calib.tools import ToolCatalogue, airline_catalogue
 
@@ -143,6 +144,10 @@ class Store:
         folder is turned into a store by a typo. Opening never deletes anything."""
         self.path = Path(path).absolute()
         self.created = False
+        # Committed parts never change, so what was read of them once is kept for this object's life:
+        # the file names of each part, and each episodes file's row-group id ranges.
+        self._part_files: dict[str, list[str]] = {}
+        self._id_ranges: dict[Any, Any] = {}
         if not self.path.exists():
             if not create:
                 raise StoreError(
@@ -176,15 +181,23 @@ class Store:
         """The files of ``table`` (episodes or turns) that readers read: those of the live parts (a part
         a merge replaced is skipped: its rows are in the merged part; see ``calib.store.files``)."""
         files: list[str] = []
+        prefix = f"{table}-"
         for name in self._live_part_names():
-            files += glob.glob(str(self.path / "parts" / glob.escape(name) / f"{table}-*.parquet"))
+            names = self._part_files.get(name)
+            if names is None:
+                try:
+                    names = self._part_files[name] = sorted(os.listdir(self.path / "parts" / name))
+                except FileNotFoundError:  # deleted after its grace period since the listing: not live
+                    continue
+            files += [str(self.path / "parts" / name / f) for f in names
+                      if f.startswith(prefix) and f.endswith(".parquet")]
         return sorted(files)
 
     def _signal_parts(self) -> list[str]:
         """The files of the current version of every signal (live units only)."""
         files: list[str] = []
         for name, version in self.signal_versions().items():
-            files += _signal_files(self.path / "signals" / name / version)
+            files += signal_files(self.path / "signals" / name / version)
         return files
 
     def _live_part_names(self) -> list[str]:
@@ -274,7 +287,7 @@ class Store:
         if want:
             value_set = pa.array(want, pa.string())
             for f in self._parts("episodes"):
-                tbl = _read_matching_row_groups(Path(f), want, cols, cache)
+                tbl = _read_matching_row_groups(Path(f), want, cols, self._id_ranges, cache)
                 if tbl is not None:
                     found.append(tbl.filter(pc.is_in(tbl["episode_id"], value_set=value_set)))
         if not found:
@@ -505,7 +518,7 @@ class Store:
 
     def _signal_episode_ids(self, vdir: Path) -> pa.Array:
         """Distinct episode ids with values in a signal version (its live files)."""
-        files = _signal_files(vdir)
+        files = signal_files(vdir)
         if not files:
             return pa.array([], pa.string())
         ids = pa.concat_tables([pq.read_table(f, columns=["episode_id"]) for f in files]).column("episode_id")
@@ -853,7 +866,7 @@ class IngestWriter:
 
         try:
             maybe_compact(self.store)
-        except (OSError, CalibError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever it is, the ingest stands; compaction can run again
             warnings.warn(f"automatic compaction of {self.store.path} failed ({e}); the ingest is committed; "
                           "run `calib store compact` later", stacklevel=3)
 
@@ -912,30 +925,18 @@ def _rows_table(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
     return pa.table(cols, schema=sch)
 
 
-def _signal_files(vdir: Path) -> list[str]:
-    """The Parquet files of a signal version's live units (plain parts and merged folders)."""
-    files: list[str] = []
-    for name in live_units(vdir):
-        unit = vdir / name
-        if name.startswith(MERGED_PREFIX):
-            files += sorted(glob.glob(str(unit / "*.parquet")))
-        elif name.endswith(".parquet"):
-            files.append(str(unit))
-    return files
-
-
-def _read_matching_row_groups(path: Path, want: list[str], columns: list[str],
+def _read_matching_row_groups(path: Path, want: list[str], columns: list[str], ranges: dict[Any, Any],
                               cache: dict[Any, Any] | None = None) -> pa.Table | None:
     """``columns`` of the row groups of ``path`` whose episode_id min/max range holds one of ``want``
-    (sorted); None when no row group can hold one. ``cache`` keeps the footer's ranges and the row
-    groups read (committed files never change), so one writer reads each row group at most once."""
+    (sorted); None when no row group can hold one. ``ranges`` keeps each file's row-group ranges and
+    ``cache`` the row groups read (committed files never change), so a writer reads each at most once."""
     cache = {} if cache is None else cache
     pf = None
-    if (path, None) not in cache:
+    if path not in ranges:
         pf = pq.ParquetFile(path)
-        cache[(path, None)] = _row_group_ranges(pf)
+        ranges[path] = _row_group_ranges(pf)
     groups = []
-    for i, (lo, hi) in enumerate(cache[(path, None)]):
+    for i, (lo, hi) in enumerate(ranges[path]):
         k = bisect.bisect_left(want, lo) if lo is not None else 0
         if lo is None or (k < len(want) and want[k] <= hi):
             groups.append(i)
