@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import calib.store.compact as compact_mod
 import calib.store.files as files_mod
+import calib.store.store as store_mod
 from calib.cli import app
 from calib.ingest import ingest_file
 from calib.store import Store
@@ -168,16 +169,22 @@ def test_big_parts_are_left_alone(tmp_path: Path, monkeypatch):
 # ----------------------------------------------------------------------------- the duplicate check
 
 
-def test_the_duplicate_check_reads_the_row_groups_of_the_new_ids_not_the_store(tmp_path: Path, monkeypatch):
-    """A store of about 3,000 episodes in one compacted part (row groups of 100 here); ingesting one record
-    reads at most one row group per lookup, not every id of the store."""
+@pytest.mark.parametrize("compacted", [False, True])
+def test_the_duplicate_check_reads_the_row_groups_of_the_new_ids_not_the_store(tmp_path: Path, monkeypatch,
+                                                                              compacted: bool):
+    """A store of about 3,000 episodes, in two ingests' files or one compacted part, episodes files sorted
+    by id in row groups of 100 rows here: a one-record ingest reads at most one row group per episodes
+    file (the old check read every id of the store at the start of every ingest)."""
     monkeypatch.setattr(compact_mod, "ID_ROW_GROUP", 100)
+    monkeypatch.setattr(store_mod, "ID_ROW_GROUP", 100)
     st = Store(tmp_path / "store")
     no_id = lambda recs: ({k: v for k, v in r.items() if k != "episode_id"} for r in recs)  # ids: content hashes
     for i in range(2):
         st.add_episodes(no_id(synthetic_records(750, 2, seed=i, run_id=f"r{i}")), source=f"s{i}")
-    compact(st)
-    assert st.count() > 2900 and len(_live(st)) == 1  # (a few synthetic episodes repeat: one copy each)
+    if compacted:
+        compact(st)
+    files = len(st._parts("episodes"))
+    assert st.count() > 2900 and files == (1 if compacted else 2)  # (a few synthetic episodes repeat: one copy each)
 
     read = []
     parts = str(st.path / "parts")
@@ -198,11 +205,11 @@ def test_the_duplicate_check_reads_the_row_groups_of_the_new_ids_not_the_store(t
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", read_row_groups)
     new = list(no_id(synthetic_records(1, 1, seed=99, run_id="new")))
     assert st.add_episodes(new, source="new").episodes == 1
-    assert sum(read) <= 2 * 100, read  # the chunk check and the commit check: one row group each at most
+    assert sum(read) <= files * 100, read  # the chunk check; the commit check reuses what it read
     read.clear()
     again = st.add_episodes(new, source="new")
     assert again.episodes == 0 and again.skipped_duplicates == 1
-    assert 0 < sum(read) <= 100 + 1, read  # its row group in the merged part, and its own one-row part
+    assert 0 < sum(read) <= files * 100 + 1, read  # and the new one-row part
 
 
 # ----------------------------------------------------------------------------- concurrency and kills

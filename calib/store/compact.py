@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from calib.store import schema
 from calib.store.files import (
+    ID_ROW_GROUP,
     MANIFEST,
     MERGED_PREFIX,
     REPLACES,
@@ -83,7 +84,6 @@ SMALL_PART_EPISODES = CHUNK_EPISODES  # a part with fewer episodes is merged; me
 # merge with it later, once they have grown): each episode is rewritten a few times (log2 of the part
 # size), not at every compaction, while the part count stays under COMPACT_AFTER_PARTS.
 TIER_RATIO = 2.0
-ID_ROW_GROUP = 1024  # rows per row group of a merged episodes file: what an id lookup reads at most per hit
 
 
 @dataclass

@@ -29,6 +29,9 @@ from typing import Any
 from calib.errors import StoreError
 
 MERGED_PREFIX = "merged-"
+# Episodes files (an ingest's chunks and merged parts) are sorted by episode_id in row groups of this
+# many rows: an id lookup reads the footer, then only the row groups whose id range can hold an id.
+ID_ROW_GROUP = 1024
 MANIFEST = "manifest.json"
 REPLACES = "replaces.json"
 TRASH = "_trash"

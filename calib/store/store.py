@@ -60,6 +60,7 @@ from calib.records import RecordError, canonical_json, normalize_episode, segmen
 from calib.sqlutil import sql_literal
 from calib.store import schema
 from calib.store.files import (
+    ID_ROW_GROUP,
     MANIFEST,
     MERGED_PREFIX,
     TRASH,
@@ -745,7 +746,9 @@ class IngestWriter:
         if eps.num_rows == 0:
             return
         n = f"{self._chunk:05d}"
-        pq.write_table(eps, self.staging / f"episodes-{n}.parquet", compression="zstd")
+        # sorted by id in small row groups, so that later ingests' id lookups read a few row groups of it
+        pq.write_table(eps.sort_by("episode_id"), self.staging / f"episodes-{n}.parquet", compression="zstd",
+                       row_group_size=ID_ROW_GROUP)
         pq.write_table(turns, self.staging / f"turns-{n}.parquet", compression="zstd")
         self._chunk += 1
         self._count(eps, turns.num_rows)
@@ -837,7 +840,7 @@ class IngestWriter:
                     path.unlink()
                 else:
                     tmp = path.with_name(f".{path.name}.tmp")
-                    pq.write_table(t, tmp, compression="zstd")
+                    pq.write_table(t, tmp, compression="zstd", row_group_size=ID_ROW_GROUP)
                     os.replace(tmp, path)
         self.result.groups = groups
 
