@@ -153,6 +153,9 @@ def test_hostile_names_survive_the_pipeline_and_touch_no_file(world):
     assert expected <= set(st.signal_versions())
     stored = set(st.query("SELECT DISTINCT signal FROM signals")["signal"])
     assert expected <= stored
+    n_rows = st.count("signals")
+    _invoke(["store", "compact", "--store", str(store)])  # signal folders of any name merge in place
+    assert st.count("signals") == n_rows and expected <= set(st.signal_versions())
     assert pq.read_table(out / "analysis" / "analysis.parquet").num_rows > 0
     yaml.safe_load((out / "analysis" / "reward_spec.yaml").read_text())  # the spec still loads
 

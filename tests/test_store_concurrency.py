@@ -80,7 +80,7 @@ def test_readers_never_lose_or_halve_a_live_ingest(tmp_path: Path):
     assert all(s["episodes"] == per_file for s in summaries), summaries
     st = Store(store, create=False)
     assert st.count() == per_file * n_writers * files_each
-    assert len(list((store / "parts").iterdir())) == n_writers * files_each
+    assert st.count("ingest_log") == n_writers * files_each  # one row per ingest (parts may have been compacted)
     looks = 0
     for r in range(2):
         seen = [json.loads(line) for line in (tmp_path / f"reader{r}.jsonl").read_text().splitlines()]

@@ -104,5 +104,24 @@ def export_cmd(
     typer.echo(json.dumps(d))
 
 
+@store_app.command("compact")
+def compact_cmd(store: StoreOpt = Path("./calib-store"), as_json: JsonOpt = False) -> None:
+    """Merge the small parts that ingests left (and each signal's files) into few large ones.
+
+    Safe while other commands read or write the store; ingests also compact automatically once more
+    than 16 small parts pile up ($CALIB_COMPACT_AFTER). Replaced files are deleted by a later writer,
+    an hour after the merge ($CALIB_COMPACT_GRACE_S), so that running readers can finish.
+    """
+    from calib.store.compact import compact
+
+    r = compact(_open(store))
+    if as_json:
+        typer.echo(json.dumps(r.summary()))
+        return
+    typer.echo(f"parts: {r.parts_before:,} -> {r.parts_after:,} ({r.episodes_merged:,} episodes merged); signal "
+               f"files: {r.signal_files_before:,} -> {r.signal_files_after:,}; {r.removed:,} replaced parts or files "
+               "deleted")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(store_app, name="store")

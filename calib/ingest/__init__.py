@@ -141,7 +141,7 @@ def ingest_file(
     if fmt == "native" and not strict and not _FAST_OFF:
         return _ingest_native_fast(store, path, run_id=run_id, default_run=default_run, catalogue=catalogue,
                                    on_progress=on_progress, max_bytes=limit)
-    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
+    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue, strict=strict)
     empty = True
     try:
         for line, rec, err, raw in _records(path, fmt, default_run, limit):
@@ -197,7 +197,7 @@ def _ingest_tau2(
     first = next(items, None)
     if catalogue is None:  # the results say which tau2 domain they are from; no tau2 import needed
         catalogue = tau2_catalogue(domain_of(first[4]) if first is not None else None)
-    writer = store.begin_ingest(source=str(path), fmt="tau2", run_id=run_id, catalogue=catalogue)
+    writer = store.begin_ingest(source=str(path), fmt="tau2", run_id=run_id, catalogue=catalogue, strict=strict)
     try:
         for file, index, sim, err, header in itertools.chain([first] if first is not None else [], items):
             where = f"simulations[{index}]" if index is not None else "simulation"
@@ -334,7 +334,7 @@ def _ingest_library(
         items = iter_verifiers(path, run_id=default_run, threshold=threshold, max_bytes=max_bytes)
     else:
         items = iter_art(path, run_id=run_id, threshold=threshold, max_bytes=max_bytes)
-    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue)
+    writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue, strict=strict)
     writer.result.success_threshold = threshold
     empty = True
     try:

@@ -38,6 +38,7 @@ from calib.ingest.components import (
     json_object,
     reward_value,
     role_of,
+    threshold_free_id,
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
@@ -289,7 +290,7 @@ class _Converter:
             "success_threshold": self.threshold,
             "signals": component_signals(SOURCE, metrics),
         }
-        return {
+        native = {
             "run_id": self.run_id,
             "iteration": self.step,
             "task_id": task,
@@ -299,3 +300,4 @@ class _Converter:
             "messages": messages,
             "info": {k: v for k, v in info.items() if v is not None},
         }
+        return {"episode_id": threshold_free_id(native), **native}

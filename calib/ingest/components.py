@@ -9,6 +9,7 @@ says nothing a group AUC can measure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -18,6 +19,23 @@ from calib.jsonlimits import depth_error
 from calib.records import RecordError
 
 DEFAULT_SUCCESS_THRESHOLD = 1.0
+
+
+def threshold_free_id(rec: dict[str, Any]) -> str:
+    """The ``episode_id`` of a converted rollout that has none of its own: a hash of the native record
+    without its ``success`` label and without ``info.success_threshold``.
+
+    The default id (``normalize_episode``) hashes the whole record, label included, so the same
+    rollouts ingested with another ``--success-threshold`` became new episodes (9 rollouts, 18
+    episodes). With this id they meet their earlier selves in the store, whose commit check sees two
+    labels for one episode and refuses the second ingest (``IngestWriter._refuse_other_threshold``)."""
+    body = {k: v for k, v in rec.items() if k not in ("success", "episode_id")}
+    body["info"] = {k: v for k, v in (rec.get("info") or {}).items() if k != "success_threshold"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise RecordError(f"record cannot be serialised: {e}") from None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def as_number(x: Any) -> float | None:

@@ -35,6 +35,7 @@ from calib.ingest.components import (
     component_signals,
     reward_value,
     role_of,
+    threshold_free_id,
     tool_calls,
 )
 from calib.ingest.readers import iter_jsonl
@@ -186,7 +187,7 @@ def result_to_native(rec: Any, *, run_id: str, metadata: dict[str, Any] | None =
         "success_threshold": threshold,
         "signals": component_signals(SOURCE, metrics),
     }
-    return {
+    native = {
         "run_id": run_id,
         "iteration": 0,
         "task_id": task,
@@ -198,6 +199,7 @@ def result_to_native(rec: Any, *, run_id: str, metadata: dict[str, Any] | None =
         "messages": messages,
         "info": {k: v for k, v in info.items() if v is not None},
     }
+    return {"episode_id": threshold_free_id(native), **native}
 
 
 # ----------------------------------------------------------------------------- traces.jsonl (v1)
@@ -316,8 +318,7 @@ def _trace_to_native(tr: Any, k: int, *, ep: dict[str, Any], task: dict[str, Any
         "success_threshold": threshold,
         "signals": signals,
     }
-    return {
-        "episode_id": None if tr.get("id") is None else str(tr["id"]),
+    native = {
         "run_id": run_id,
         "iteration": iteration,
         "task_id": str(key),
@@ -329,3 +330,4 @@ def _trace_to_native(tr: Any, k: int, *, ep: dict[str, Any], task: dict[str, Any
         "messages": messages,
         "info": {k2: v for k2, v in info.items() if v is not None},
     }
+    return {"episode_id": threshold_free_id(native) if tr.get("id") is None else str(tr["id"]), **native}

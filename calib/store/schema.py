@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     episodes BIGINT,
     turns BIGINT,
     skipped_duplicates BIGINT,
-    quarantined BIGINT
+    quarantined BIGINT,
+    success_threshold DOUBLE  -- verifiers/ART: success was reward >= this; NULL for other formats
 )
 """

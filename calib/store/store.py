@@ -17,10 +17,20 @@ Why this shape:
   machine, whose locks a network file system may not share). Readers delete nothing. Commits are
   serialised by ``_commit.lock``, under which the ingest re-checks ids committed since it started,
   so overlapping ingests of the same file commit each episode once.
+- **Duplicate checks cost what the ingest holds.** Each staged chunk, and the whole ingest again
+  under the commit lock, looks up only its own ids (:meth:`Store._lookup_ids`: Parquet row-group
+  statistics, then the few row groups that can hold them), never every id of the store.
+- **Compaction** (``calib.store.compact``, ``calib.store.files``) merges small parts into
+  ``parts/merged-<id>/``, which replaces them by one rename; readers list *live* parts only
+  (:meth:`Store._parts`), and replaced ones are deleted by a writer after a grace period.
+- **Signals are written once.** ``write_signals`` holds the signal's lock while it drops the rows
+  of episodes that already have values in that version, so concurrent ``calib analyze`` runs store
+  each (episode, turn, signal) once.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as _dt
 import fcntl
@@ -34,6 +44,7 @@ import socket
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,10 +57,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from calib.errors import StoreError
+from calib.errors import CalibError, StoreError
 from calib.records import RecordError, canonical_json, normalize_episode, segment_turns
 from calib.sqlutil import lock, locked_connection, sql_ident, sql_literal
 from calib.store import schema
+from calib.store.files import (
+    ID_ROW_GROUP,
+    MANIFEST,
+    MERGED_PREFIX,
+    TRASH,
+    atomic_write_text,
+    drop_replaced,
+    empty_trash,
+    flocked,
+    fsync_dir,
+    live_units,
+    lock_staging,
+    read_manifest,
+    release_staging,
+    signal_files,
+)
 from calib.tools import ToolCatalogue, airline_catalogue
 
 CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))  # episodes per Parquet part: bounds ingest memory
@@ -137,6 +164,10 @@ class Store:
         folder is turned into a store by a typo. Opening never deletes anything."""
         self.path = Path(path).absolute()
         self.created = False
+        # Committed parts never change, so what was read of them once is kept for this object's life:
+        # the file names of each part, and each episodes file's row-group id ranges.
+        self._part_files: dict[str, list[str]] = {}
+        self._id_ranges: dict[Any, Any] = {}
         if not self.path.exists():
             if not create:
                 raise StoreError(
@@ -167,18 +198,35 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def _parts(self, table: str) -> list[str]:
-        return sorted(glob.glob(str(self.path / "parts" / "*" / f"{table}-*.parquet")))
+        """The files of ``table`` (episodes or turns) that readers read: those of the live parts (a part
+        a merge replaced is skipped: its rows are in the merged part; see ``calib.store.files``)."""
+        files: list[str] = []
+        prefix = f"{table}-"
+        for name in self._live_part_names():
+            names = self._part_files.get(name)
+            if names is None:
+                try:
+                    names = self._part_files[name] = sorted(os.listdir(self.path / "parts" / name))
+                except FileNotFoundError:  # deleted after its grace period since the listing: not live
+                    continue
+            files += [str(self.path / "parts" / name / f) for f in names
+                      if f.startswith(prefix) and f.endswith(".parquet")]
+        return sorted(files)
 
     def _signal_parts(self) -> list[str]:
+        """The files of the current version of every signal (live units only)."""
         files: list[str] = []
         for name, version in self.signal_versions().items():
-            files += sorted(glob.glob(str(self._signal_dir(name) / version / "*.parquet")))
+            files += signal_files(self._signal_dir(name) / version)
         return files
 
     def _signal_dir(self, signal: str) -> Path:
         """``signals/<name>/`` for a plain name; ``signals/~<hash>/`` (with the name in ``NAME``) for one that
         is not a safe folder name: imported names come from dumps and may hold ``/``, NUL, 10 kB, ..."""
         return self.path / "signals" / signal_folder(signal)
+
+    def _live_part_names(self) -> list[str]:
+        return live_units(self.path / "parts")
 
     def _view_sql(self, table: str) -> str:
         """The view over ``table``'s files that ``catalog.duckdb`` holds for people who open it with the
@@ -253,49 +301,60 @@ class Store:
             raise StoreError(f"unknown table {table!r}: one of {', '.join((*TABLE_VIEWS, 'ingest_log'))}")
         return int(self._scalar_rows(f"SELECT count(*) FROM {sql_ident(table)}")[0][0])
 
-    def _part_names(self) -> set[str]:
-        try:
-            return {p.name for p in os.scandir(self.path / "parts") if p.is_dir()}
-        except FileNotFoundError:
-            return set()
+    def _lookup_ids(self, ids: Iterable[str], columns: tuple[str, ...] = ("episode_id", "content_hash", "ingest_id"),
+                    cache: dict[Any, Any] | None = None) -> pa.Table:
+        """The committed episodes whose ``episode_id`` is in ``ids`` (only ``columns``).
 
-    def _existing_ids(self, parts: Iterable[str] | None = None) -> dict[str, str]:
-        """episode_id -> content_hash of the committed parts named (all when None)."""
-        if parts is None:
-            files = self._parts("episodes")
-        else:
-            files = sorted(f for p in parts for f in glob.glob(str(self.path / "parts" / p / "episodes-*.parquet")))
-        if not files:
-            return {}
-        tbl = pa.concat_tables([pq.read_table(f, columns=["episode_id", "content_hash"]) for f in files])
-        return dict(zip(tbl.column("episode_id").to_pylist(), tbl.column("content_hash").to_pylist()))
+        Costs what ``ids`` holds, not what the store holds: of each episodes file it reads the footer and
+        then only the row groups whose id range (Parquet min/max statistics) holds one of the ids.
+        Compaction writes parts sorted by id in small row groups, so a few ids read a few row groups.
+        A ``cache`` (one per ingest, always with the same ``columns``) keeps what was read: an ingest of
+        many chunks reads each row group of the store at most once, as a single full read would.
+        """
+        want = sorted(set(ids))
+        cols = list(dict.fromkeys(["episode_id", *columns]))
+        found: list[pa.Table] = []
+        if want:
+            value_set = pa.array(want, pa.string())
+            for f in self._parts("episodes"):
+                tbl = _read_matching_row_groups(Path(f), want, cols, self._id_ranges, cache)
+                if tbl is not None:
+                    found.append(tbl.filter(pc.is_in(tbl["episode_id"], value_set=value_set)))
+        if not found:
+            return pa.table({c: pa.array([], schema.EPISODES.field(c).type) for c in cols})
+        return pa.concat_tables(found, promote_options="permissive").select(cols)
 
     # ------------------------------------------------------------------ catalog + recovery
 
     def _manifests(self) -> list[dict[str, Any]]:
-        out = []
-        for m in sorted(glob.glob(str(self.path / "parts" / "*" / "manifest.json"))):
-            out.append(json.loads(Path(m).read_text()))
-        return out
+        """One ingest_log row per committed ingest: a live ingest part's manifest, and the ``ingests``
+        that a merged part's manifest carries over from the parts it replaced."""
+        out: list[dict[str, Any]] = []
+        for name in self._live_part_names():
+            m = read_manifest(self.path / "parts" / name)
+            out.extend(m["ingests"] if name.startswith(MERGED_PREFIX) else [m])
+        return sorted(out, key=lambda r: r["ingest_id"])
 
     def _read_ingest_log(self) -> pd.DataFrame:
         """The ingest log comes from each part's manifest: it is committed with the data, by the same rename."""
         rows = self._manifests()
         cols = ["ingest_id", "source", "format", "run_id", "started_at", "finished_at", "records",
-                "episodes", "turns", "skipped_duplicates", "quarantined"]
+                "episodes", "turns", "skipped_duplicates", "quarantined", "success_threshold"]
         df = pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
         for c in ("started_at", "finished_at"):
             df[c] = pd.to_datetime(df[c])
         for c in ("records", "episodes", "turns", "skipped_duplicates", "quarantined"):
             df[c] = df[c].astype("int64")
+        df["success_threshold"] = df["success_threshold"].astype("Float64")  # NULL: not a verifiers/ART ingest
         return df
 
     def clean_staging(self) -> list[str]:
         """Remove what dead ingests left in ``_staging/`` (writers call this; readers never do).
 
         An entry goes only when its lock can be taken (so its owner is gone) and the owner was this
-        machine, or when nothing about it changed for :data:`STALE_AFTER_S` (another machine's ingest,
-        or a folder without a lock). Returns the ingest ids removed.
+        machine (or it is empty: its start died before writing its owner), or when nothing about it
+        changed for :data:`STALE_AFTER_S` (another machine's ingest, or a folder without a lock).
+        Returns the ingest ids removed.
         """
         staging = self.path / "_staging"
         try:
@@ -316,11 +375,14 @@ class Store:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         continue  # a live ingest
+                    data = os.pread(fd, 4096, 0)
                     try:
-                        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                        owner = json.loads(data or b"{}")
                     except ValueError:
                         owner = {}
-                    if owner.get("host") != host and _age(folder, lock) < STALE_AFTER_S:
+                    # An empty lock we could take is a start that died before writing its owner (its
+                    # folder never existed); a creator still before its own flock retries with a new id.
+                    if data and owner.get("host") != host and _age(folder, lock) < STALE_AFTER_S:
                         continue
                 elif _age(folder) < STALE_AFTER_S:
                     continue  # no lock: a folder being renamed right now, or a very old one
@@ -332,6 +394,18 @@ class Store:
                 if fd is not None:
                     os.close(fd)
         return removed
+
+    def drop_replaced(self, grace_s: float | None = None) -> int:
+        """Delete the parts and signal files that compaction replaced at least ``grace_s`` ago (default
+        :data:`calib.store.files.REPLACED_GRACE_S`), and what a killed deletion left in ``_trash/``.
+        Writers call this (an ingest when it starts, compaction); readers never delete anything."""
+        trash = self.path / TRASH
+        empty_trash(trash)
+        gone = drop_replaced(self.path / "parts", trash, grace_s)
+        for vdir in sorted(self.path.glob("signals/*/*")):
+            if vdir.is_dir():
+                gone += drop_replaced(vdir, trash, grace_s)
+        return gone
 
     @contextlib.contextmanager
     def _commit_lock(self) -> Iterator[None]:
@@ -399,8 +473,11 @@ class Store:
         fmt: str = "native",
         run_id: str | None = None,
         catalogue: ToolCatalogue | None = None,
+        strict: bool = False,
     ) -> IngestWriter:
-        return IngestWriter(self, source=source, fmt=fmt, run_id=run_id, catalogue=catalogue)
+        """An atomic ingest. With ``strict``, an episode whose id the store holds with other content
+        raises (a CalibError) instead of being quarantined."""
+        return IngestWriter(self, source=source, fmt=fmt, run_id=run_id, catalogue=catalogue, strict=strict)
 
     def add_episodes(
         self,
@@ -434,16 +511,20 @@ class Store:
         return out
 
     def write_signals(self, df: pd.DataFrame, *, signal: str, version: str) -> int:
-        """Append one signal's values (columns episode_id, turn_idx, value) under its version.
+        """Add one signal's values (columns episode_id, turn_idx, value) under its version; returns the
+        rows written.
 
-        A new version starts a fresh folder and becomes current only after its part is written, so a
-        reader sees either the old version or the complete new one.
+        Idempotent under concurrency: the signal's lock (``signals/<name>/.lock``) is held while the
+        writer drops the rows of episodes that already have values in this version and writes the
+        rest, so two ``calib analyze`` at once store each (episode, turn, signal) once. A new version
+        starts a fresh folder and becomes current only after its part is written, so a reader sees
+        either the old version or the complete new one.
         """
         sdir = self._signal_dir(signal)
         vdir = sdir / check_name("signal version", str(version))
         vdir.mkdir(parents=True, exist_ok=True)
         if sdir.name != signal and not (sdir / "NAME").exists():
-            _atomic_write_text(sdir / "NAME", signal)
+            atomic_write_text(sdir / "NAME", signal)
         # from_pandas=True turns NaN into NULL, so "no value at this turn" is SQL NULL (count(value)
         # skips it), and converts columns without a Python loop.
         tbl = pa.table(
@@ -457,13 +538,30 @@ class Store:
             },
             schema=schema.SIGNALS,
         )
-        tmp = vdir / f".part-{uuid.uuid4().hex}.tmp"
-        pq.write_table(tbl, tmp)
-        os.replace(tmp, vdir / f"part-{_now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
-        cur = sdir / "CURRENT"
-        if not cur.exists() or cur.read_text().strip() != str(version):
-            _atomic_write_text(cur, str(version))
-        return len(df)
+        with flocked(sdir / ".lock"):
+            have = self._signal_episode_ids(vdir)
+            if len(have):
+                tbl = tbl.filter(pc.invert(pc.is_in(tbl["episode_id"], value_set=have)))
+            if tbl.num_rows:
+                tmp = vdir / f".part-{uuid.uuid4().hex}.tmp"
+                pq.write_table(tbl, tmp)
+                os.replace(tmp, vdir / f"part-{_now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
+            cur = sdir / "CURRENT"
+            if not cur.exists() or cur.read_text().strip() != str(version):
+                atomic_write_text(cur, str(version))
+            if tbl.num_rows:
+                from calib.store.compact import maybe_compact_signal
+
+                maybe_compact_signal(self, signal, str(version))
+        return tbl.num_rows
+
+    def _signal_episode_ids(self, vdir: Path) -> pa.Array:
+        """Distinct episode ids with values in a signal version (its live files)."""
+        files = signal_files(vdir)
+        if not files:
+            return pa.array([], pa.string())
+        ids = pa.concat_tables([pq.read_table(f, columns=["episode_id"]) for f in files]).column("episode_id")
+        return pc.unique(ids.combine_chunks())
 
     def drop_signal(self, signal: str) -> None:
         shutil.rmtree(self._signal_dir(signal), ignore_errors=True)
@@ -523,51 +621,54 @@ class Store:
 
 
 class IngestWriter:
-    """One atomic ingest. Use as a context manager; it commits on clean exit and discards on error."""
+    """One atomic ingest. Use as a context manager; it commits on clean exit and discards on error.
 
-    def __init__(self, store: Store, *, source: str, fmt: str, run_id: str | None, catalogue: ToolCatalogue | None):
+    Episodes are checked against the store per staged chunk (so a re-ingest skips what the store has
+    without staging it) and once more under the commit lock (for what concurrent ingests committed
+    meanwhile); both checks look up only this ingest's ids (:meth:`Store._lookup_ids`)."""
+
+    def __init__(self, store: Store, *, source: str, fmt: str, run_id: str | None, catalogue: ToolCatalogue | None,
+                 strict: bool = False):
         self.store = store
         self.catalogue = catalogue or airline_catalogue()
         self.run_id = run_id
-        self.ingest_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        self.result = IngestResult(self.ingest_id, source=source, run_id=run_id, format=fmt)
+        self.strict = strict
         self.started = _now()
+        self.ingest_id = f"{self.started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.result = IngestResult(self.ingest_id, source=source, run_id=run_id, format=fmt)
+        self._lock_fd: int | None = None
+        self._lock_path: Path | None = None
+        self._qfile = None
         store.clean_staging()
         self._lock_fd = self._take_lock()
         self.staging = store.path / "_staging" / self.ingest_id
-        self.staging.mkdir()
+        try:
+            self.staging.mkdir()
+            store.drop_replaced()
+        except BaseException as e:
+            self.abort()
+            if isinstance(e, OSError):
+                raise StoreError(f"cannot start an ingest in {store.path}: {e.strerror or e}") from None
+            raise
         self._beat = time.monotonic()
-        self._known_parts = store._part_names()  # listed before their ids are read (see _recheck)
-        self._existing = store._existing_ids(self._known_parts)
         self._seen: dict[str, tuple[str, int]] = {}  # episode_id -> (hash, line) within this ingest
         self._eps: list[dict[str, Any]] = []
         self._turns: list[dict[str, Any]] = []
         self._buffered = 0  # characters of text in _eps (flushed past CHUNK_BYTES)
         self._chunk = 0
-        self._qfile = None
+        self._id_cache: dict[Any, Any] = {}  # row groups of committed files read by the duplicate checks
 
     def _take_lock(self) -> int:
-        """Create and lock ``_staging/<id>.lock`` before the folder exists; retry with a fresh id if a
-        cleaner removed the file between its creation and our lock (then our lock is on a dead inode)."""
-        staging = self.store.path / "_staging"
-        staging.mkdir(exist_ok=True)
-        for _ in range(100):
-            lock = staging / f"{self.ingest_id}.lock"
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                         "started_at": self.started.isoformat()}).encode())
-                self._lock_path = lock
-                return fd
-            os.close(fd)
-            self.ingest_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-            self.result.ingest_id = self.ingest_id
-        raise StoreError(f"could not lock a staging folder in {staging}")
+        """Create and lock ``_staging/<id>.lock`` before the folder exists (``files.lock_staging``); a
+        failure (a full disk) leaves no lock file behind and says so in one line."""
+        try:
+            fd, self.ingest_id, self._lock_path = lock_staging(
+                self.store.path / "_staging", lambda: f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+                self.started.isoformat())
+        except OSError as e:
+            raise StoreError(f"cannot start an ingest in {self.store.path}: {e.strerror or e}") from None
+        self.result.ingest_id = self.ingest_id
+        return fd
 
     def _heartbeat(self) -> None:
         if time.monotonic() - self._beat > _HEARTBEAT_S:
@@ -576,12 +677,8 @@ class IngestWriter:
             self._beat = time.monotonic()
 
     def _release(self) -> None:
-        if self._lock_fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._lock_path)
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        release_staging(self._lock_fd, self._lock_path)
+        self._lock_fd, self._lock_path = None, None
 
     # -- context manager
     def __enter__(self) -> IngestWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
@@ -654,28 +751,14 @@ class IngestWriter:
         self._turns.extend(turns)
         row = self._eps[-1]
         self._buffered += len(row["messages"]) + len(row["info"]) + len(row["expected_actions"] or "")
-        r = self.result
-        r.episodes += 1
-        r.turns += len(turns)
-        r.groups.add(ep["group_id"])
-        if ep["status"] == "error":
-            r.errors += 1
-        elif ep["success"]:
-            r.successes += 1
         if len(self._eps) >= CHUNK_EPISODES or self._buffered >= CHUNK_BYTES:
             self._flush()
         return True
 
     def claim(self, eid: str, h: str, *, line: int | None, file: str | None, raw: Any) -> bool:
-        """Whether a validated episode is new: a re-ingest of the same content is skipped, an id that holds
-        other content (in the store, or earlier in this ingest) is quarantined. ``raw`` may be a callable."""
-        if eid in self._existing:
-            if self._existing[eid] == h:
-                self.result.skipped_duplicates += 1
-                return False
-            self.quarantine(line=line, reason=f"episode_id {eid!r} is already in the store with different content",
-                            raw=raw() if callable(raw) else raw, file=file)
-            return False
+        """Whether a validated episode is new *within this ingest*: a repeat of the same content is
+        skipped, an id that held other content earlier in the file is quarantined. (What the store
+        already holds is checked per staged chunk, :meth:`_stage`.) ``raw`` may be a callable."""
         if eid in self._seen:
             prev_hash, prev_line = self._seen[eid]
             if prev_hash == h:
@@ -692,95 +775,155 @@ class IngestWriter:
         if episodes.num_rows == 0:
             return
         self._flush()
-        n = f"{self._chunk:05d}"
-        pq.write_table(episodes, self.staging / f"episodes-{n}.parquet", compression="zstd")
-        pq.write_table(turns, self.staging / f"turns-{n}.parquet", compression="zstd")
-        self._chunk += 1
-        r = self.result
-        r.episodes += episodes.num_rows
-        r.turns += turns.num_rows
-        r.groups.update(episodes.column("group_id").to_pylist())
-        status = episodes.column("status")
-        is_err = pc.equal(status, "error")
-        r.errors += pc.sum(pc.cast(is_err, pa.int64())).as_py() or 0
-        ok_success = pc.and_(pc.invert(is_err), episodes.column("success"))
-        r.successes += pc.sum(pc.cast(ok_success, pa.int64())).as_py() or 0
+        self._stage(episodes, turns)
         self._heartbeat()
 
     def _flush(self) -> None:
         if not self._eps:
             return
-        n = f"{self._chunk:05d}"
-        _write_rows(self._eps, schema.EPISODES, self.staging / f"episodes-{n}.parquet")
-        _write_rows(self._turns, schema.TURNS, self.staging / f"turns-{n}.parquet")
+        eps, turns = _rows_table(self._eps, schema.EPISODES), _rows_table(self._turns, schema.TURNS)
         self._eps, self._turns = [], []
         self._buffered = 0
+        self._stage(eps, turns)
+
+    def _stage(self, eps: pa.Table, turns: pa.Table) -> None:
+        """Write one chunk into the staging folder, without the episodes the store already has."""
+        found = self.store._lookup_ids(eps.column("episode_id").to_pylist(), cache=self._id_cache)
+        if found.num_rows:
+            eps, turns, _ = self._drop_known(eps, turns, found)
+        if eps.num_rows == 0:
+            return
+        n = f"{self._chunk:05d}"
+        # sorted by id in small row groups, so that later ingests' id lookups read a few row groups of it
+        pq.write_table(eps.sort_by("episode_id"), self.staging / f"episodes-{n}.parquet", compression="zstd",
+                       row_group_size=ID_ROW_GROUP)
+        pq.write_table(turns, self.staging / f"turns-{n}.parquet", compression="zstd")
         self._chunk += 1
+        self._count(eps, turns.num_rows)
+
+    def _count(self, eps: pa.Table, n_turns: int, sign: int = 1) -> None:
+        """Add (``sign`` 1) or take back (-1) staged episodes in the ingest's summary."""
+        r = self.result
+        r.episodes += sign * eps.num_rows
+        r.turns += sign * n_turns
+        is_err = pc.equal(eps.column("status"), "error")
+        r.errors += sign * (pc.sum(pc.cast(is_err, pa.int64())).as_py() or 0)
+        ok_success = pc.and_(pc.invert(is_err), eps.column("success"))
+        r.successes += sign * (pc.sum(pc.cast(ok_success, pa.int64())).as_py() or 0)
+        if sign > 0:
+            r.groups.update(eps.column("group_id").to_pylist())
+
+    def _drop_known(self, eps: pa.Table, turns: pa.Table, found: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Split off the episodes whose id the store holds (``found``): the same content is a skipped
+        duplicate, other content is quarantined (or, for a verifiers/ART dump labelled before with
+        another success threshold, the whole ingest is refused). Returns (kept, their turns, dropped)."""
+        known = dict(zip(found.column("episode_id").to_pylist(), found.column("content_hash").to_pylist()))
+        by_ingest = dict(zip(found.column("episode_id").to_pylist(), found.column("ingest_id").to_pylist()))
+        mask = pc.is_in(eps["episode_id"], value_set=pa.array(list(known), pa.string()))
+        gone, kept = eps.filter(mask), eps.filter(pc.invert(mask))
+        clashes = [row for row in gone.to_pylist() if known[row["episode_id"]] != row["content_hash"]]
+        if clashes and self.result.success_threshold is not None:
+            self._refuse_other_threshold([row["episode_id"] for row in clashes])
+        self.result.skipped_duplicates += gone.num_rows - len(clashes)
+        when = self._committed_since({by_ingest[row["episode_id"]] for row in clashes}) if clashes else set()
+        for row in clashes:
+            iid = by_ingest[row["episode_id"]]
+            how = "was committed with different content by a concurrent ingest" if iid in when else \
+                "is already in the store with different content"
+            raw = {k: row[k] for k in ("episode_id", "run_id", "task_id", "outcome", "success", "status")}
+            raw["messages"] = json.loads(row["messages"])
+            reason = f"episode_id {row['episode_id']!r} {how} (ingest {iid})"
+            if self.strict:
+                raise CalibError(f"{row['source']}:{row['source_line']}: {reason} (--strict: nothing from "
+                                 f"{self.result.source} was ingested)")
+            self.quarantine(line=row["source_line"], file=row["source"], raw=raw, reason=reason)
+        gone_ids = pa.array(gone.column("episode_id").to_pylist(), pa.string())
+        kept_turns = turns.filter(pc.invert(pc.is_in(turns["episode_id"], value_set=gone_ids)))
+        return kept, kept_turns, gone
+
+    def _committed_since(self, ingest_ids: set[str]) -> set[str]:
+        """Which of ``ingest_ids`` finished after this ingest started (for the quarantine's wording)."""
+        log = self.store._manifests()
+        return {r["ingest_id"] for r in log
+                if r["ingest_id"] in ingest_ids and r.get("finished_at", "") >= self.started.isoformat()}
+
+    def _refuse_other_threshold(self, ids: list[str]) -> None:
+        """An episode's id does not depend on ``--success-threshold`` (``components.threshold_free_id``),
+        so the same rollouts ingested again with another threshold meet their earlier selves here, with
+        another ``success`` label. One episode, one label: refuse, naming the threshold used before."""
+        before = self.store._lookup_ids(ids[:50], columns=("episode_id", "info", "ingest_id"))
+        for info_text, iid in zip(before.column("info").to_pylist(), before.column("ingest_id").to_pylist()):
+            try:
+                prev = json.loads(info_text or "{}").get("success_threshold")
+            except ValueError:
+                prev = None
+            mine = self.result.success_threshold
+            if isinstance(prev, (int, float)) and not isinstance(prev, bool) and float(prev) != mine:
+                raise CalibError(
+                    f"{self.result.source}: these rollouts are in the store already, labelled with "
+                    f"--success-threshold {float(prev):g} (ingest {iid}); ingesting them again with {mine:g} would "
+                    f"give them two success labels: use --success-threshold {float(prev):g}, or another store")
 
     def _recheck(self) -> None:
-        """Under the commit lock: drop staged episodes that an ingest committed since we started
-        (skipped when identical, quarantined when the id holds different content)."""
-        new_parts = self.store._part_names() - self._known_parts
-        theirs = self.store._existing_ids(new_parts) if new_parts and self._seen else {}
-        clash = [eid for eid in self._seen if eid in theirs]
-        if not clash:
+        """Under the commit lock: drop staged episodes that a concurrent ingest committed since our
+        chunks were checked (skipped when identical, quarantined when the id holds different content)."""
+        files = sorted(self.staging.glob("episodes-*.parquet"))
+        if not files:
             return
-        r = self.result
-        value_set = pa.array(clash, pa.string())
+        ids = pa.concat_tables([pq.read_table(f, columns=["episode_id"]) for f in files]).column("episode_id")
+        found = self.store._lookup_ids(ids.to_pylist(), cache=self._id_cache)
+        if not found.num_rows:
+            return
         groups: set[str] = set()
-        for ep_file in sorted(self.staging.glob("episodes-*.parquet")):
-            tbl = pq.read_table(ep_file)
-            mask = pc.is_in(tbl["episode_id"], value_set=value_set)
-            gone = tbl.filter(mask).to_pylist()
-            kept = tbl.filter(pc.invert(mask))
-            for row in gone:
-                r.episodes -= 1
-                r.turns -= row["n_turns"]
-                if row["status"] == "error":
-                    r.errors -= 1
-                elif row["success"]:
-                    r.successes -= 1
-                if theirs[row["episode_id"]] == row["content_hash"]:
-                    r.skipped_duplicates += 1
-                else:
-                    raw = {k: row[k] for k in ("episode_id", "run_id", "task_id", "outcome", "success", "status")}
-                    raw["messages"] = json.loads(row["messages"])
-                    self.quarantine(line=row["source_line"], file=row["source"], raw=raw,
-                                    reason=f"episode_id {row['episode_id']!r} was committed with different "
-                                           "content by a concurrent ingest")
-            groups.update(kept.column("group_id").to_pylist())
+        for ep_file in files:
             turns_file = ep_file.with_name(ep_file.name.replace("episodes-", "turns-"))
-            turns = pq.read_table(turns_file)
-            turns = turns.filter(pc.invert(pc.is_in(turns["episode_id"], value_set=value_set)))
-            for path, t in ((ep_file, kept), (turns_file, turns)):
+            eps, turns = pq.read_table(ep_file), pq.read_table(turns_file)
+            kept, kept_turns, gone = self._drop_known(eps, turns, found)
+            self._count(gone, turns.num_rows - kept_turns.num_rows, sign=-1)
+            groups.update(kept.column("group_id").to_pylist())
+            if gone.num_rows == 0:
+                continue
+            for path, t in ((ep_file, kept), (turns_file, kept_turns)):
                 if kept.num_rows == 0:
                     path.unlink()
                 else:
                     tmp = path.with_name(f".{path.name}.tmp")
-                    pq.write_table(t, tmp, compression="zstd")
+                    pq.write_table(t, tmp, compression="zstd", row_group_size=ID_ROW_GROUP)
                     os.replace(tmp, path)
-        r.groups = groups
+        self.result.groups = groups
 
     # -- commit / abort
     def commit(self) -> IngestResult:
-        self._flush()
         try:
+            self._flush()
             with self.store._commit_lock():
                 self._recheck()
                 published = self._publish()
         except BaseException:
+            self._close_quarantine()
             shutil.rmtree(self.staging, ignore_errors=True)  # not published: leave nothing behind
             raise
         finally:
             self._release()
         if published:
+            self._compact_if_due()
             self.store.refresh_catalog()
         return self.result
 
+    def _compact_if_due(self) -> None:
+        """Automatic compaction (``calib.store.compact``) once enough small parts piled up. The ingest is
+        committed already, so a failure here is a warning, not an error of the ingest."""
+        from calib.store.compact import maybe_compact
+
+        try:
+            maybe_compact(self.store)
+        except Exception as e:  # noqa: BLE001 - whatever it is, the ingest stands; compaction can run again
+            warnings.warn(f"automatic compaction of {self.store.path} failed ({e}); the ingest is committed; "
+                          "run `calib store compact` later", stacklevel=3)
+
     def _publish(self) -> bool:
         """Quarantine file, manifest, then the rename (the commit point). False when nothing to publish."""
-        if self._qfile is not None:
-            self._qfile.close()
+        self._close_quarantine()
         r = self.result
         manifest = {
             "ingest_id": self.ingest_id,
@@ -794,6 +937,7 @@ class IngestWriter:
             "turns": r.turns,
             "skipped_duplicates": r.skipped_duplicates,
             "quarantined": r.quarantined,
+            "success_threshold": r.success_threshold,
         }
         qsrc = self.staging / "quarantine.jsonl"
         if qsrc.exists():
@@ -804,45 +948,75 @@ class IngestWriter:
             # Nothing to publish; the quarantine (if any) is kept for the user to inspect.
             shutil.rmtree(self.staging, ignore_errors=True)
             return False
-        _atomic_write_text(self.staging / "manifest.json", json.dumps(manifest))
-        _fsync_dir(self.staging)
+        atomic_write_text(self.staging / MANIFEST, json.dumps(manifest))
+        fsync_dir(self.staging)
         os.rename(self.staging, self.store.path / "parts" / self.ingest_id)  # the commit point
-        _fsync_dir(self.store.path / "parts")
+        fsync_dir(self.store.path / "parts")
         return True
 
-    def abort(self) -> None:
+    def _close_quarantine(self) -> None:
         if self._qfile is not None:
-            self._qfile.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self._qfile.close()
+            self._qfile = None
+
+    def abort(self) -> None:
+        """Discard the ingest: staging folder and lock file go, even when the disk is full."""
+        self._close_quarantine()
+        if getattr(self, "staging", None) is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
         self._release()
 
 
 # ---------------------------------------------------------------------- helpers
 
 
-def _write_rows(rows: list[dict[str, Any]], sch: pa.Schema, path: Path) -> None:
+def _rows_table(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
     cols = {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in sch}
-    pq.write_table(pa.table(cols, schema=sch), path, compression="zstd")
+    return pa.table(cols, schema=sch)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _read_matching_row_groups(path: Path, want: list[str], columns: list[str], ranges: dict[Any, Any],
+                              cache: dict[Any, Any] | None = None) -> pa.Table | None:
+    """``columns`` of the row groups of ``path`` whose episode_id min/max range holds one of ``want``
+    (sorted); None when no row group can hold one. ``ranges`` keeps each file's row-group ranges and
+    ``cache`` the row groups read (committed files never change), so a writer reads each at most once."""
+    cache = {} if cache is None else cache
+    pf = None
+    if path not in ranges:
+        pf = pq.ParquetFile(path)
+        ranges[path] = _row_group_ranges(pf)
+    groups = []
+    for i, (lo, hi) in enumerate(ranges[path]):
+        k = bisect.bisect_left(want, lo) if lo is not None else 0
+        if lo is None or (k < len(want) and want[k] <= hi):
+            groups.append(i)
+    missing = [g for g in groups if (path, g) not in cache]
+    if missing:
+        pf = pf or pq.ParquetFile(path)
+        tbl = pf.read_row_groups(missing, columns=[c for c in columns if c in pf.schema_arrow.names])
+        offset = 0
+        for g in missing:
+            n = pf.metadata.row_group(g).num_rows
+            cache[(path, g)] = tbl.slice(offset, n)
+            offset += n
+    if not groups:
+        return None
+    return pa.concat_tables([cache[(path, g)] for g in groups])
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _row_group_ranges(pf: pq.ParquetFile) -> list[tuple[str | None, str | None]]:
+    """(min, max) episode_id of each row group from the footer; (None, None) when unknown."""
+    md = pf.metadata
+    ci = pf.schema_arrow.get_field_index("episode_id")
+    out: list[tuple[str | None, str | None]] = []
+    for i in range(md.num_row_groups):
+        stats = md.row_group(i).column(ci).statistics if ci >= 0 else None
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, str):
+            out.append((None, None))
+        else:
+            out.append((stats.min, stats.max))
+    return out
 
 
 def _age(*paths: Path) -> float:
