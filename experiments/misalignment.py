@@ -43,7 +43,7 @@ SPARSE = {"min_stages": 3, "max_stages": 3, "n_variants": 3, "max_turns": 8}
 
 def online_recalibration() -> RecalibrationConfig:
     """The online arms' schedule: every 10 steps on the last 10 steps' groups, half old, half new
-    (what the prototype measured best among 5/10/25), the analysis's default rule."""
+    (what the prototype measured best among 5/10/25), the recalibration's default rule (joint)."""
     return RecalibrationConfig(every=10, window=10, blend=0.5, min_groups=3, n_boot=200)
 
 

@@ -57,7 +57,7 @@ SHORT_PROMPT = "You are an airline agent. Use the tools."
 FAMILIES = ("cancel", "forbidden", "baggage", "compensation", "transfer", "info", "cancel+baggage")
 TOOLS = ("get_user_details", "get_reservation_details", "list_all_airports", "cancel_reservation",
          "update_reservation_baggages", "send_certificate", "transfer_to_human_agents")
-WARM_START = Path(__file__).resolve().parents[2] / "data" / "warmstart"
+WARM_START = Path(__file__).resolve().parents[1] / "data" / "warmstart"
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ def _fail_on_lock_files(real):
     return write
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd to tell the lock file's writes")
-def test_a_disk_full_start_leaves_no_lock_file(tmp_path: Path, monkeypatch):
+def test_a_disk_full_start_leaves_no_lock_file(tmp_path: Path, monkeypatch, skip_or_fail):
+    if not Path("/proc/self/fd").is_dir():
+        skip_or_fail("needs /proc/self/fd to tell the lock file's writes")
     st = Store(tmp_path / "store")
     monkeypatch.setattr(os, "write", _fail_on_lock_files(os.write))
     with pytest.raises(Exception) as err:  # its type is checked below, after the leftovers

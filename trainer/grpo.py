@@ -140,7 +140,8 @@ class MultiTurnGRPOConfig(GRPOConfig):
                   "that covers 0.5, it keeps its weight."},
     )
     recalibration_rule: str = field(
-        default="auc", metadata={"help": "Calibration rule of each recalibration: `auc`, `joint` or `irc`."}
+        default="joint",
+        metadata={"help": "Calibration rule of each recalibration: `joint` (measured best online), `auc` or `irc`."}
     )
     # Parameters that control bookkeeping
     store_dir: str | None = field(

@@ -78,7 +78,7 @@ class TrainSection(_Model):
                                    "training, every N steps (0: never); see docs/training.md.")
     recalibration_window: int = Field(10, ge=1, description="hf family: steps of episodes each recalibration reads.")
     recalibration_blend: float = Field(0.5, gt=0.0, le=1.0, description="hf family: share of the new weight taken.")
-    recalibration_rule: Literal["auc", "joint", "irc"] = Field("auc", description="hf family: rule of each "
+    recalibration_rule: Literal["auc", "joint", "irc"] = Field("joint", description="hf family: rule of each "
                                                                "recalibration.")
 
     @field_validator("learning_rate")

@@ -70,7 +70,7 @@ class TrainJob:
     recalibration_window: int = 10
     recalibration_blend: float = 0.5
     recalibration_min_groups: int = 3
-    recalibration_rule: str = "auc"
+    recalibration_rule: str = "joint"
     extra: dict[str, Any] = field(default_factory=dict)  # any other MultiTurnGRPOConfig field
 
 

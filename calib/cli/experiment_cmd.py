@@ -54,7 +54,7 @@ def misalignment_command(
     no_results_md: Annotated[bool, typer.Option("--no-results-md", hidden=True,
                                                 help="Accepted for old scripts: writing no results file is the default.")] = False,
     recalibration_rule: Annotated[str, typer.Option("--recalibration-rule", help="Calibration rule of the online "
-                                  "arms' recalibrations: auc | joint | irc.")] = "auc",
+                                  "arms' recalibrations: joint | auc | irc.")] = "joint",
     json_out: JsonOpt = False,
 ) -> None:
     """Train a small softmax policy on the testbed under outcome-only GRPO, naive dense rewards

@@ -157,8 +157,9 @@ def register(app: typer.Typer) -> None:
                          "move (with fewer, or an interval covering 0.5, it keeps its weight)."),
         ] = 3,
         recalibration_rule: Annotated[
-            str, typer.Option("--recalibration-rule", help="Calibration rule of each recalibration: auc | joint | irc.")
-        ] = "auc",
+            str, typer.Option("--recalibration-rule", help="Calibration rule of each recalibration: joint (measured "
+                              "best online, docs/results.md) | auc | irc.")
+        ] = "joint",
         config: Annotated[
             Path | None,
             typer.Option("--config", help="YAML of these options (keys as the flags); flags given here override it."),
