@@ -163,19 +163,3 @@ def tau2_catalogue(domain: str | None) -> ToolCatalogue:
     if domain in TAU2_WRITE_TOOLS:
         return ToolCatalogue(f"tau2:{domain}", TAU2_WRITE_TOOLS[domain], TAU2_READ_TOOLS[domain])
     return ToolCatalogue(f"tau2:{domain or 'unknown'}", frozenset(), frozenset())
-
-
-def get_catalogue(domain: str | None) -> ToolCatalogue:
-    """Catalogue for a domain name as the CLI spells it (``airline``, ``airline-mini``, ``taubench:PATH``)."""
-    if domain is None or domain in {"airline", "airline-mini"} or domain.startswith(("taubench", "airline-mini:")):
-        return airline_catalogue()
-    from calib.errors import UsageError
-
-    if domain.startswith("tau2:"):
-        from calib.tau2_catalogue import TAU2_DOMAINS
-
-        name = domain.split(":", 1)[1]
-        if name not in TAU2_DOMAINS:
-            raise UsageError(f"unknown tau2 domain {name!r}: use one of {', '.join(TAU2_DOMAINS)}")
-        return tau2_catalogue(name)
-    raise UsageError(f"unknown domain {domain!r}: use airline, airline-mini, taubench:PATH or tau2:DOMAIN")

@@ -114,9 +114,9 @@ def analyze_and_propose(
     from calib.analysis.episode import analyze_imported
     from calib.analysis.propose import propose_spec
     from calib.analysis.run import analyze_store
+    from calib.envs.registry import domain_catalogue
     from calib.signals.compute import compute_signals
     from calib.signals.imported import import_signals
-    from calib.tools import get_catalogue
 
     sel = Selection.of(runs)
     run_list = None if sel.everything else sel
@@ -127,7 +127,7 @@ def analyze_and_propose(
     names = choose_signals(signals, custom, imported)
     base, names = load_base_spec(base_spec, names)
     cfg = analysis_config(base, mode=mode, **(settings or {}))
-    computed = compute_signals(store, names, catalogue=get_catalogue(domain), runs=run_list,
+    computed = compute_signals(store, names, catalogue=domain_catalogue(domain), runs=run_list,
                                progress=progress)
     on_signal = None
     if progress is not None:

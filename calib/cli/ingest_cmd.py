@@ -46,15 +46,15 @@ def ingest(
     from rich.table import Table
     from rich.text import Text
 
+    from calib.envs.registry import domain_catalogue
     from calib.ingest import check_ingest_args, ingest_file
     from calib.store import Store
-    from calib.tools import get_catalogue
 
     console = Console()
     check_finite("--success-threshold", success_threshold)
     limit = parse_size_option("--max-record-bytes", max_record_bytes)
     check_ingest_args(paths, fmt=fmt, success_threshold=success_threshold, max_record_bytes=limit)
-    catalogue = get_catalogue(domain) if domain else None
+    catalogue = domain_catalogue(domain) if domain else None
     st = Store(store)  # refuses an existing directory that is not a store; created only now
     if st.created:
         console.print(f"created a new store at {st.path}", highlight=False)

@@ -134,8 +134,11 @@ def judge_config(base_url: str | None, model: str | None):
 
 
 def check_domain(domain: str) -> None:
-    """Fail fast, in one line, when a ``tau2:`` domain is asked for without the tau2 package."""
-    if domain.startswith("tau2:"):
+    """Fail fast, in one line, on a domain name the registry does not know (calib.envs.registry), and
+    when a ``tau2:`` domain is asked for without the tau2 package."""
+    from calib.envs.registry import parse_domain
+
+    if parse_domain(domain)[0].name == "tau2":
         from calib.envs.tau2.loader import import_tau2
 
         import_tau2()

@@ -50,6 +50,7 @@ def replay(
     agreement (it is a measurement); 2 for a bad file or domain.
     """
     from calib.envs import load_domain
+    from calib.envs.registry import parse_domain
     from calib.envs.replay import read_records, rescore, summary
     from calib.envs.splits import split_task_ids
     from calib.errors import UsageError
@@ -57,7 +58,8 @@ def replay(
     dom = load_domain(domain, judge=judge_config(judge_base_url, judge_model))  # a missing tau2 says so first
     check_input_file(file, "FILE")
     keep = None if split == "all" else set(split_task_ids(dom, split))
-    if domain.startswith("tau2:"):
+    is_tau2 = parse_domain(domain)[0].name == "tau2"
+    if is_tau2:
         from calib.envs.tau2.replay import replay_results
 
         rows, records = replay_results(dom, file, task_ids=keep)
@@ -75,7 +77,7 @@ def replay(
     result = summary(rows)
     written = None
     if store is not None:
-        write = _write_tau2 if domain.startswith("tau2:") else _write
+        write = _write_tau2 if is_tau2 else _write
         written = write(store, dom, records, rows, run_id or f"replay-{file.stem}", str(file), domain)
         result["store"] = {"path": str(store), "episodes": written.episodes, "duplicates": written.skipped_duplicates,
                            "quarantined": written.quarantined}

@@ -21,7 +21,7 @@ from calib.errors import CalibError
 from calib.signals.registry import Signal, resolve_signal
 from calib.signals.sql import builtin_frame
 from calib.store.selection import Selection, SelectionLike
-from calib.tools import ToolCatalogue, get_catalogue
+from calib.tools import ToolCatalogue, airline_catalogue
 
 
 @dataclass
@@ -55,7 +55,7 @@ def compute_signals(
 
     ``progress`` is an optional ``rich.progress.Progress``; a task per step is added to it.
     """
-    catalogue = catalogue or get_catalogue(None)
+    catalogue = catalogue or airline_catalogue()
     signals = [resolve_signal(n) for n in dict.fromkeys(names)]
     report = ComputeReport()
     sel_sql, sel_params = episode_filter(runs)
