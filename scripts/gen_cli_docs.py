@@ -18,6 +18,19 @@ Generated from `--help` by `scripts/gen_cli_docs.py`; do not edit by hand. Every
 `--store` defaults to `$CALIB_STORE`, else `./calib-store`. Errors print one red line and exit with
 code 1 (2 for usage errors); set `CALIB_DEBUG=1` for a traceback.
 
+## What the commands guarantee (details in store.md and importing.md)
+
+- `calib store query` runs read-only statements only (`SELECT`, `SUMMARIZE`, `DESCRIBE`, `SHOW`,
+  `PIVOT`/`UNPIVOT`, `EXPLAIN` of one of these; an `EXPLAIN ANALYZE` of a write is refused) on a DuckDB
+  connection with external access off, no temp folder and its configuration locked: no file outside
+  the store's own tables can be read or written from it. Names from dumps never reach SQL as text.
+- `calib ingest` quarantines a record nested deeper than 256 levels or longer than
+  `--max-record-bytes` (default 64 MiB) with its file and line, without holding it whole; refuses a
+  path that is not a regular file or folder; checks every argument before it creates a store; exits 1
+  when a file ended early (the records before the cut are committed).
+- `calib store compact` merges small parts (and automatically past 16 of them), atomically and safely
+  against concurrent readers, writers and a kill at any point.
+
 ## JSON output
 
 Every `--json` output is exact, strict JSON (`calib/jsonutil.py`, tested in `tests/test_json_output.py`):
