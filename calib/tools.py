@@ -12,30 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# tau-bench airline: the six tools that change the database. ``transfer_to_human_agents`` ends the
-# conversation but changes nothing, so it is not a write; ``think`` and ``calculate`` are read-only.
-AIRLINE_WRITE_TOOLS = frozenset(
-    {
-        "book_reservation",
-        "cancel_reservation",
-        "send_certificate",
-        "update_reservation_baggages",
-        "update_reservation_flights",
-        "update_reservation_passengers",
-    }
-)
-AIRLINE_READ_TOOLS = frozenset(
-    {
-        "calculate",
-        "get_reservation_details",
-        "get_user_details",
-        "list_all_airports",
-        "search_direct_flight",
-        "search_onestop_flight",
-        "think",
-        "transfer_to_human_agents",
-    }
-)
+# tau-bench airline's write tools (the six that change the database; ``transfer_to_human_agents`` ends the
+# conversation but changes nothing, ``think`` and ``calculate`` are read-only) are declared on each tool,
+# ``@tool(..., write=True)`` in ``calib.envs.airline.tools``. ``AIRLINE_WRITE_TOOLS`` and
+# ``AIRLINE_READ_TOOLS`` are read from there on first use (module ``__getattr__``): importing the tools
+# here at module level would import the environments, which import this module.
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AIRLINE_WRITE_TOOLS", "AIRLINE_READ_TOOLS"):
+        from calib.envs.airline.schemas import AIRLINE_READ_TOOL_NAMES, AIRLINE_WRITE_TOOL_NAMES
+
+        return AIRLINE_WRITE_TOOL_NAMES if name == "AIRLINE_WRITE_TOOLS" else AIRLINE_READ_TOOL_NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -142,14 +132,10 @@ def _validate(value: Any, schema: dict[str, Any], where: str) -> str | None:
 
 
 def airline_catalogue() -> ToolCatalogue:
-    """The airline catalogue with our own schemas when the environment package provides them."""
-    try:
-        from calib.envs.airline.schemas import AIRLINE_TOOL_SCHEMAS  # data only, no env import cost
-    except ImportError:  # pragma: no cover - schemas ship with the package
-        AIRLINE_TOOL_SCHEMAS = []
-    if AIRLINE_TOOL_SCHEMAS:
-        return ToolCatalogue.from_openai_tools("airline", AIRLINE_TOOL_SCHEMAS, AIRLINE_WRITE_TOOLS)
-    return ToolCatalogue("airline", AIRLINE_WRITE_TOOLS, AIRLINE_READ_TOOLS)
+    """The airline catalogue: each tool's schema and write flag as declared next to its behaviour."""
+    from calib.envs.airline.schemas import AIRLINE_TOOL_SCHEMAS, AIRLINE_WRITE_TOOL_NAMES
+
+    return ToolCatalogue.from_openai_tools("airline", AIRLINE_TOOL_SCHEMAS, AIRLINE_WRITE_TOOL_NAMES)
 
 
 def tau2_catalogue(domain: str | None) -> ToolCatalogue:

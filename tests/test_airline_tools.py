@@ -312,3 +312,17 @@ def test_episodes_are_isolated(domain):
     assert "certificate_3221322" not in b.db.user("u1")["payment_methods"]
     assert domain.data == before
     assert isinstance(a.db, AirlineDB) and a.db.changes_hash() != b.db.changes_hash()
+
+
+def test_the_write_flag_is_declared_on_each_tool():
+    """Issue 25, item 5: one declaration (``@tool(..., write=True)``), read by the catalogue, the store's
+    is_write and the oracle; tau-bench airline's six database-changing tools and nothing else."""
+    from calib.envs.airline.tools import TOOLS
+    from calib.tools import AIRLINE_READ_TOOLS, AIRLINE_WRITE_TOOLS, airline_catalogue
+
+    declared = {t.name for t in TOOLS.values() if t.write}
+    assert declared == {"book_reservation", "cancel_reservation", "send_certificate", "update_reservation_baggages",
+                        "update_reservation_flights", "update_reservation_passengers"}
+    assert AIRLINE_WRITE_TOOLS == declared and AIRLINE_READ_TOOLS == set(TOOLS) - declared
+    cat = airline_catalogue()
+    assert all(cat.is_write(name) is (name in declared) for name in TOOLS)

@@ -9,3 +9,6 @@ from __future__ import annotations
 from calib.envs.airline.tools import TOOLS
 
 AIRLINE_TOOL_SCHEMAS: list[dict] = [{"type": "function", "function": t.schema} for t in TOOLS.values()]
+# the write flag is declared on each tool (``@tool(..., write=True)``); these sets are read from it
+AIRLINE_WRITE_TOOL_NAMES: frozenset[str] = frozenset(t.name for t in TOOLS.values() if t.write)
+AIRLINE_READ_TOOL_NAMES: frozenset[str] = frozenset(t.name for t in TOOLS.values() if not t.write)

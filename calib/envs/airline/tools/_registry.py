@@ -22,11 +22,13 @@ class Tool:
     schema: dict[str, Any]  # OpenAI function object: {name, description, parameters}
     run: ToolFn
     terminates: bool = False  # the episode ends after this call (transfer to a human)
+    write: bool = False  # the call can change the database (tau2-bench's ToolType.WRITE)
 
 
 def tool(description: str, properties: dict[str, Any], required: list[str] | None = None, *,
-         terminates: bool = False) -> Callable[[ToolFn], ToolFn]:
-    """Register ``fn`` under its own name with the given parameter schema."""
+         terminates: bool = False, write: bool = False) -> Callable[[ToolFn], ToolFn]:
+    """Register ``fn`` under its own name with the given parameter schema. ``write``: the call can change
+    the database; the store's ``is_write``, the signals and the oracle read this flag (no second list)."""
 
     def wrap(fn: ToolFn) -> ToolFn:
         schema = {
@@ -38,7 +40,7 @@ def tool(description: str, properties: dict[str, Any], required: list[str] | Non
                 "required": list(required if required is not None else properties),
             },
         }
-        REGISTRY[fn.__name__] = Tool(fn.__name__, schema, fn, terminates)
+        REGISTRY[fn.__name__] = Tool(fn.__name__, schema, fn, terminates, write)
         return fn
 
     return wrap

@@ -94,6 +94,7 @@ def price_segments(db: AirlineDB, flights: list[dict[str, Any]], cabin: str, n_p
         "nonfree_baggages": integer("Checked bags that are paid for (beyond the free allowance)."),
         "insurance": string("Whether travel insurance is bought.", ["yes", "no"]),
     },
+    write=True,
 )
 def book_reservation(
     db: AirlineDB,

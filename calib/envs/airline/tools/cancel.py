@@ -13,6 +13,7 @@ CERTIFICATE_BASE = 3221322  # certificate ids are a fixed sequence, so agent and
 @tool(
     "Cancel a whole reservation; every payment on it is refunded to its original method.",
     {"reservation_id": string("Six-character reservation code.")},
+    write=True,
 )
 def cancel_reservation(db: AirlineDB, reservation_id: str) -> str:
     if db.reservation(reservation_id) is None:
@@ -29,6 +30,7 @@ def cancel_reservation(db: AirlineDB, reservation_id: str) -> str:
 @tool(
     "Issue a travel certificate (a voucher of the given amount) to a user, e.g. as compensation.",
     {"user_id": string("The user's id."), "amount": number("Certificate value.")},
+    write=True,
 )
 def send_certificate(db: AirlineDB, user_id: str, amount: float) -> str:
     if db.user(user_id) is None:

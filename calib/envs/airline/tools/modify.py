@@ -60,6 +60,7 @@ def _debit(db: AirlineDB, reservation: dict[str, Any], payment_id: str, amount: 
         "flights": FLIGHTS_PARAM,
         "payment_id": PAYMENT_ID,
     },
+    write=True,
 )
 def update_reservation_flights(
     db: AirlineDB, reservation_id: str, cabin: str, flights: list[dict[str, Any]], payment_id: str
@@ -108,6 +109,7 @@ def update_reservation_flights(
         "nonfree_baggages": integer("Paid checked bags in total after the update."),
         "payment_id": PAYMENT_ID,
     },
+    write=True,
 )
 def update_reservation_baggages(
     db: AirlineDB, reservation_id: str, total_baggages: int, nonfree_baggages: int, payment_id: str
@@ -129,6 +131,7 @@ def update_reservation_baggages(
 @tool(
     "Replace the passenger details of a reservation; the number of passengers cannot change.",
     {"reservation_id": RESERVATION_ID, "passengers": PASSENGERS_PARAM},
+    write=True,
 )
 def update_reservation_passengers(db: AirlineDB, reservation_id: str, passengers: list[dict[str, Any]]) -> str:
     current = db.reservation(reservation_id)
