@@ -49,12 +49,12 @@ ARMS = (  # the testbed's Arm (experiments.arms): a name, an advantage mode, whe
 ARM_NAMES = tuple(a.name for a in ARMS)
 DOMAIN = "airline-mini"
 SHORT_PROMPT = "You are an airline agent. Use the tools."
-# The task families of the experiment and the tools they need (a test checks that the oracle's
-# successful episodes on these families call no other tool). Why a subset: on 2 CPU cores a 135M
-# model must learn from about fifty demonstrations and a handful of RL steps; the families whose
+# The task kinds of the experiment and the tools they need (a test checks that the oracle's
+# successful episodes of these kinds call no other tool). Why a subset: on 2 CPU cores a 135M
+# model must learn from about fifty demonstrations and a handful of RL steps; the kinds whose
 # episodes are short (identify the customer, look up, then one write, a refusal or a transfer) fit
 # that budget, and showing 7 tools instead of 14 takes about 600 tokens off every prompt.
-FAMILIES = ("cancel", "forbidden", "baggage", "compensation", "transfer", "info", "cancel+baggage")
+KINDS = ("cancel", "forbidden", "baggage", "compensation", "transfer", "info", "cancel+baggage")
 TOOLS = ("get_user_details", "get_reservation_details", "list_all_airports", "cancel_reservation",
          "update_reservation_baggages", "send_certificate", "transfer_to_human_agents")
 WARM_START = Path(__file__).resolve().parents[1] / "data" / "warmstart"
@@ -75,15 +75,15 @@ class RealLMConfig:
     system_prompt: str = SHORT_PROMPT
     tool_detail: str = "minimal"
     visible_tools: tuple[str, ...] | None = TOOLS
-    families: tuple[str, ...] | None = field(default=FAMILIES, metadata={"help": "Task families (Task.kind) "
-                                            "used on both sides of the split; None: every family."})
+    kinds: tuple[str, ...] | None = field(default=KINDS, metadata={"help": "Task kinds (Task.kind) "
+                                            "used on both sides of the split; None: every kind."})
     warm_start: str | None = field(default=None, metadata={"help": "Skip the demonstrations and SFT and start "
                                    "from this checkpoint or LoRA adapter (data/warmstart is the SFT stage's output)."})
     max_turns: int = 8
     max_new_tokens: int = 64
     threads: int | None = None
     train_tasks: int | None = field(default=None, metadata={"help": "At most this many train tasks (None: all), "
-                                    "taken round-robin over task families."})
+                                    "taken round-robin over task kinds."})
     test_tasks: int | None = field(default=None, metadata={"help": "At most this many test tasks (None: all)."})
     # 1. demonstrations
     demo_samples: int = 4  # 2 (19 successful demonstrations) left a model that succeeded only where doing nothing is right
@@ -95,7 +95,7 @@ class RealLMConfig:
     # 3. calibration batch
     calib_samples: int = 4
     calib_tasks: int | None = field(default=8, metadata={"help": "Train tasks in the calibration batch "
-                                    "(round-robin over families; None: all)."})
+                                    "(round-robin over kinds; None: all)."})
     # 4. RL
     rl_steps: int = 2
     rl_tasks_per_step: int = 1
@@ -174,15 +174,15 @@ class State:
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def _split_ids(split: str, limit: int | None = None, families: tuple[str, ...] | None = None) -> list[str]:
-    """Task ids of a split; with ``limit``, that many taken round-robin over the task families, so a
+def _split_ids(split: str, limit: int | None = None, kinds: tuple[str, ...] | None = None) -> list[str]:
+    """Task ids of a split; with ``limit``, that many taken round-robin over the task kinds, so a
     small budget still sees every kind of request it can."""
     from calib.envs import load_domain
     from calib.envs.splits import split_task_ids
 
     dom = load_domain(DOMAIN)
     kind = {t.task_id: t.kind for t in dom.tasks}
-    ids = [t for t in split_task_ids(dom, split) if families is None or kind[t] in families]
+    ids = [t for t in split_task_ids(dom, split) if kinds is None or kind[t] in kinds]
     if limit is None or limit >= len(ids):
         return ids
     rank: dict[str, int] = {}
@@ -205,7 +205,7 @@ def demos(cfg: RealLMConfig, store: Any) -> dict[str, Any]:
 
     if not _stored(store, "demos"):
         policy = OraclePolicy(OracleConfig.uniform(cfg.mistake_rate))
-        run_rollouts(DOMAIN, policy, "scripted", _split_ids("train", cfg.train_tasks, cfg.families),
+        run_rollouts(DOMAIN, policy, "scripted", _split_ids("train", cfg.train_tasks, cfg.kinds),
                      samples=cfg.demo_samples, max_turns=30, concurrency=64, run_id="demos", store=store,
                      seed=cfg.first_seed)
     return run_stats(store, "demos")
@@ -249,7 +249,7 @@ def play(cfg: RealLMConfig, store: Any, model: str, run_id: str, *, split: str, 
                           visible_tools=cfg.visible_tools)
         policy = TrainingPolicy(chat, view=view, name=run_id)
         limit = cfg.train_tasks if split == "train" else cfg.test_tasks
-        run_rollouts(DOMAIN, policy, "scripted", tasks or _split_ids(split, limit, cfg.families), samples=samples,
+        run_rollouts(DOMAIN, policy, "scripted", tasks or _split_ids(split, limit, cfg.kinds), samples=samples,
                      max_turns=cfg.max_turns, concurrency=256, run_id=run_id, store=store, seed=seed)
     return run_stats(store, run_id)
 
@@ -323,7 +323,7 @@ def rl_tasks(cfg: RealLMConfig, calibration: dict[str, Any]) -> list[str]:
     mixed success, and fall back to every calibration task when none had."""
     per_task = calibration.get("per_task", {})
     if not cfg.rl_informative_tasks:
-        return _split_ids("train", cfg.train_tasks, cfg.families)
+        return _split_ids("train", cfg.train_tasks, cfg.kinds)
     mixed = [t for t, s in per_task.items() if 0.0 < s < 1.0]
     return sorted(mixed or per_task, key=_task_number)
 
@@ -460,7 +460,7 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
     else:
         d = state.run("demos", lambda: demos(cfg, store), log)
         sft_model = state.run("sft", lambda: sft(cfg, store, out / "sft"), log)["model"]
-    calib_ids = _split_ids("train", cfg.calib_tasks, cfg.families)
+    calib_ids = _split_ids("train", cfg.calib_tasks, cfg.kinds)
     c = state.run("calibration", lambda: play(cfg, store, sft_model, "calibration", split="train",
                                               samples=cfg.calib_samples, seed=cfg.first_seed,
                                               temperature=cfg.temperature, tasks=calib_ids), log)
@@ -489,7 +489,7 @@ def run_real_lm(cfg: RealLMConfig, out: Path, *, log: Callable[[str], None] = la
         "sft_ci": sft_sum["ci"],
         "sft_greedy_success": sft_sum["greedy_success"],
         "sft_tasks_between": sft_sum["tasks_between"],
-        "test_tasks": len(_split_ids("test", cfg.test_tasks, cfg.families)),
+        "test_tasks": len(_split_ids("test", cfg.test_tasks, cfg.kinds)),
         "sft_tool_call_episodes": _mean([e["sampled"]["episodes_with_tool_call"] / max(1, e["sampled"]["episodes"])
                                          for e in evals["sft"]]),
         "informative_share": _mean([t["informative_share"] for ts in trains.values() for t in ts]),

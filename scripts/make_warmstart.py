@@ -1,7 +1,7 @@
 """Build (or export) the shipped warm start, data/warmstart: the SFT stage of `calib experiment real-lm`.
 
 The adapter in data/warmstart is what the experiment's demonstrations + SFT stages produce with their
-defaults (oracle rollouts with mistakes on airline-mini's train split, the experiment's task families,
+defaults (oracle rollouts with mistakes on airline-mini's train split, the experiment's task kinds,
 then `calib sft` of SmolLM2-135M, LoRA r 8). `make demo` and `calib experiment real-lm --quick` start
 from it because an SFT run does not fit their few minutes.
 

@@ -1,4 +1,4 @@
-"""airline-mini: deterministic for a seed, the promised sizes and task families, tasks that follow
+"""airline-mini: deterministic for a seed, the promised sizes and task kinds, tasks that follow
 the domain's own policy, and expected actions that replay to reward 1."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_same_seed_same_domain_other_seed_other_domain():
     assert canonical_json(a[0]) != canonical_json(c[0])
 
 
-def test_sizes_and_task_families(dom):
+def test_sizes_and_task_kinds(dom):
     assert (len(dom.data["users"]), len(dom.data["flights"]), len(dom.data["reservations"])) == (50, 40, 100)
     assert len(dom.tasks) >= 30
     kinds = {t.kind for t in dom.tasks}

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from calib.cli import app
 from calib.envs import load_domain
-from calib.envs.mini import generate, split_by_family
+from calib.envs.mini import generate, split_by_kind
 from calib.envs.splits import split_task_ids
 from experiments.real_lm import (
-    FAMILIES,
+    KINDS,
     TOOLS,
     RealLMConfig,
     _split_ids,
@@ -30,7 +30,7 @@ runner = CliRunner()
 # --------------------------------------------------------------------------------------- the split
 
 
-def test_airline_mini_split_is_deterministic_disjoint_and_keeps_families_on_both_sides():
+def test_airline_mini_split_is_deterministic_disjoint_and_keeps_kinds_on_both_sides():
     dom = load_domain("airline-mini")
     train, test = split_task_ids(dom, "train"), split_task_ids(dom, "test")
     assert (len(train), len(test)) == (27, 14)
@@ -38,7 +38,7 @@ def test_airline_mini_split_is_deterministic_disjoint_and_keeps_families_on_both
     assert sorted(train + test) == sorted(t.task_id for t in dom.tasks)
     # rebuilt from scratch (no cache): the same split
     _, tasks = generate()
-    assert split_by_family(tasks) == {"train": train, "test": test}
+    assert split_by_kind(tasks) == {"train": train, "test": test}
     kinds = Counter(t.kind for t in dom.tasks)
     kind = {t.task_id: t.kind for t in dom.tasks}
     for k, n in kinds.items():
@@ -63,23 +63,23 @@ def test_rollout_and_sft_take_the_split(tmp_path):
     assert r.exit_code != 0 and "--split" in r.output
 
 
-def test_split_ids_limit_goes_round_robin_over_families():
+def test_split_ids_limit_goes_round_robin_over_kinds():
     dom = load_domain("airline-mini")
     kind = {t.task_id: t.kind for t in dom.tasks}
-    every = _split_ids("train", None, FAMILIES)
-    assert {kind[t] for t in every} == set(FAMILIES)  # every chosen family has train tasks
-    picked = _split_ids("train", len(FAMILIES), FAMILIES)
-    assert len({kind[t] for t in picked}) == len(FAMILIES)  # one of each before a second of any
-    assert _split_ids("test", None, FAMILIES) and all(kind[t] in FAMILIES for t in _split_ids("test", None, FAMILIES))
+    every = _split_ids("train", None, KINDS)
+    assert {kind[t] for t in every} == set(KINDS)  # every chosen kind has train tasks
+    picked = _split_ids("train", len(KINDS), KINDS)
+    assert len({kind[t] for t in picked}) == len(KINDS)  # one of each before a second of any
+    assert _split_ids("test", None, KINDS) and all(kind[t] in KINDS for t in _split_ids("test", None, KINDS))
     assert all(kind[t] != "cancel+baggage" for t in _split_ids("test", None, None))  # a single task: train only
 
 
-def test_experiment_tools_cover_what_the_oracle_calls_on_its_families():
-    """The tools shown to the model are exactly enough for a mistake-free oracle on the families."""
+def test_experiment_tools_cover_what_the_oracle_calls_on_its_kinds():
+    """The tools shown to the model are exactly enough for a mistake-free oracle on the kinds."""
     from calib.policies.oracle import OraclePolicy
     from calib.rollout.runner import run_rollouts
 
-    ids = _split_ids("train", None, FAMILIES) + _split_ids("test", None, FAMILIES)
+    ids = _split_ids("train", None, KINDS) + _split_ids("test", None, KINDS)
     eps = run_rollouts("airline-mini", OraclePolicy(), "scripted", ids, samples=1, max_turns=30, concurrency=64)
     assert all(e["success"] for e in eps)
     called = {c["name"] for e in eps for m in e["messages"] for c in m.get("tool_calls") or []}
@@ -173,7 +173,7 @@ def test_demo_trains_from_the_warm_start_with_the_experiment_view():
     assert "--model data/warmstart" in text and f'--system-prompt "{SHORT_PROMPT}"' in text
     assert "--tool-detail minimal" in text and '--visible-tools "$TOOLS"' in text
     task = text.split("DEMO_TASK=${DEMO_TASK:-", 1)[1].split("}", 1)[0]
-    assert task in _split_ids("train", None, FAMILIES)  # a task the warm start was trained on, not a held-out one
+    assert task in _split_ids("train", None, KINDS)  # a task the warm start was trained on, not a held-out one
 
 
 # --------------------------------------------------------------------------------------- acceptance runs
@@ -208,7 +208,7 @@ def test_shipped_warm_start_calls_tools_and_succeeds_on_some_held_out_tasks(tmp_
     cfg = RealLMConfig(warm_start=warm, threads=1)
     store = Store(tmp_path / "store")
     s = play(cfg, store, resolve_model(warm), "held-out", split="test", samples=1, seed=0, temperature=0.0)
-    assert s["tasks"] == len(_split_ids("test", None, FAMILIES)) == 8
+    assert s["tasks"] == len(_split_ids("test", None, KINDS)) == 8
     assert s["episodes_with_tool_call"] >= s["episodes"] / 2, s
     calls = store.query("SELECT DISTINCT t.tool_name FROM turns t JOIN episodes e USING (episode_id) "
                         "WHERE e.run_id = 'held-out' AND t.kind = 'tool_call'").tool_name.tolist()

@@ -357,7 +357,7 @@ def _seg_text(segs: list[dict[str, Any]]) -> str:
 
 
 class _Tasks:
-    """The task families. Each method adds one task built on a reservation made for it."""
+    """The task kinds. Each method adds one task built on a reservation made for it."""
 
     def __init__(self, g: _Gen):
         self.g = g
@@ -847,16 +847,16 @@ def mini_domain(seed: int = DEFAULT_SEED) -> AirlineDomain:
 def _cached_domain(seed: int) -> AirlineDomain:
     data, tasks = generate(seed)
     return AirlineDomain(name="airline-mini", policy=POLICY, tasks=tasks, data=data, airports=dict(AIRPORTS),
-                         splits=split_by_family(tasks))
+                         splits=split_by_kind(tasks))
 
 
-def split_by_family(tasks: list[Task]) -> dict[str, list[str]]:
-    """The held-out split: within each task family (``Task.kind``), in task order, every third task
+def split_by_kind(tasks: list[Task]) -> dict[str, list[str]]:
+    """The held-out split: within each task kind (``Task.kind``), in task order, every third task
     from the second on (positions 1, 4, ...) is a test task, the rest train.
 
     Why this shape: a held-out task must be new (other user, other reservation, other variant of the
-    request) but not of a kind the model never saw, so every family with two tasks or more has tasks
-    on both sides; the families with a single task (``inquiry``, ``cancel+baggage``) stay in train.
+    request) but not of a kind the model never saw, so every kind with two tasks or more has tasks
+    on both sides; the kinds with a single task (``inquiry``, ``cancel+baggage``) stay in train.
     It depends on the task list only, so it is the same for every run and every machine: 27 train
     and 14 test tasks at the default seed.
     """
