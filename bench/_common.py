@@ -39,10 +39,10 @@ def add_store_args(ap: argparse.ArgumentParser) -> None:
 
 
 def bench_records(n_eps: int, group_size: int = 8, chatter: float = 3.5) -> Iterator[dict[str, Any]]:
-    """The benches' episodes: ``calib.synthetic.synthetic_records``, seed 0, groups of ``group_size``,
+    """The benches' episodes: ``calib.sample_episodes.synthetic_records``, seed 0, groups of ``group_size``,
     ``chatter`` extra lookups per episode (about 10 turns). The ingest and analyze benches read the
     same records."""
-    from calib.synthetic import synthetic_records
+    from calib.sample_episodes import synthetic_records
 
     return synthetic_records(max(1, n_eps // group_size), group_size, seed=0, chatter=chatter)
 

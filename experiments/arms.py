@@ -61,7 +61,7 @@ class Arm:
 
     def fixed_spec(self) -> RewardSpec | None:
         """The arm's starting spec when it needs no data; None for arms that start from the calibration."""
-        from calib.envs.synthetic import SIGNALS
+        from calib.envs.testbed import SIGNALS
 
         if self.needs_calibration:
             return None

@@ -13,7 +13,7 @@ import numpy as np
 
 from calib.analysis.propose import propose_spec
 from calib.analysis.run import AnalysisConfig, AnalysisResult, EpisodeData, analyze_arrays
-from calib.envs.synthetic import SIGNALS, SyntheticBatch
+from calib.envs.testbed import SIGNALS, SyntheticBatch
 from calib.spec import RewardSpec
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 
 from calib.analysis.online import RecalibrationConfig
-from calib.envs.synthetic import SyntheticConfig, make_tasks, rollout
+from calib.envs.testbed import SyntheticConfig, make_tasks, rollout
 from calib.spec import RewardSpec
 from experiments.arms import ARMS, Arm
 from experiments.calibrate import calibrated_spec

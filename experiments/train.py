@@ -29,7 +29,7 @@ import torch
 
 from calib.analysis.online import RecalibrationConfig, recalibrate_arrays
 from calib.analysis.run import EpisodeData
-from calib.envs.synthetic import SyntheticBatch, SyntheticTasks, rollout
+from calib.envs.testbed import SyntheticBatch, SyntheticTasks, rollout
 from calib.spec import RewardSpec
 from trainer.tabular import TabularPolicy, policy_step
 
@@ -76,7 +76,7 @@ def evaluate(tasks: SyntheticTasks, probs: np.ndarray, episodes: int, rng: np.ra
 def window_data(window: list[tuple[int, SyntheticBatch]]) -> EpisodeData:
     """The analysis' arrays for the batches of several steps: a group is one task *in one step* (the
     policy that played it), as the trainer's group ids ``run/iteration/stepN/task`` are."""
-    from calib.envs.synthetic import SIGNALS
+    from calib.envs.testbed import SIGNALS
 
     parts = list(window)
     ids, groups = [], []

@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from calib.analysis.planted import PLANTED, planted_signals
 from calib.analysis.run import AnalysisConfig, analyze_arrays, analyze_store, arrays_from_frames
-from calib.analysis.synthetic import PLANTED, planted_signals
 from calib.cli import app
 from calib.errors import UsageError
+from calib.sample_episodes import synthetic_records
 from calib.signals import BUILTIN_SIGNALS
 from calib.signals.compute import compute_signals
 from calib.spec import load_spec
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from calib.advantages import group_normalize
 from calib.analysis.run import AnalysisConfig
 from calib.cli import app
-from calib.envs.synthetic import SIGNALS, SyntheticConfig, make_tasks, rollout
+from calib.envs.testbed import SIGNALS, SyntheticConfig, make_tasks, rollout
 from calib.spec import load_spec, save_spec
 from experiments.arms import ARM_NAMES, NAIVE_SIGNALS, get_arms
 from experiments.calibrate import analyze_batch, calibrated_spec

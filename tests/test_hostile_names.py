@@ -18,8 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 DATA = Path(__file__).resolve().parent / "data"
 SECRET = "TOPSECRET-4b1d"

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from calib.cli import app
 from calib.ingest import ingest_file
 from calib.records import canonical_json, normalize_episode
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
 from calib.store.ops import export, query
-from calib.synthetic import synthetic_records
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ import pytest
 
 import calib.ingest as ci
 from calib.ingest.fast import FastNative, iter_line_chunks
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 from calib.tools import airline_catalogue
 
 

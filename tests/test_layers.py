@@ -21,7 +21,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("calib", "calib.errors", "calib.jsonutil", "calib.jsonlimits", "calib.sqlutil", "calib.advantages",
          "calib.generation", "calib.models", "calib.http", "calib.tau2_catalogue", "calib.tau2_format")),
     (1, ("calib.tools", "calib.envs", "calib.records", "calib.batcher", "calib.hf_chat", "calib.policies",
-         "calib.synthetic", "calib.testing")),
+         "calib.sample_episodes", "calib.testing")),
     (2, ("calib.store", "calib.ingest")),
     (3, ("calib.signals", "calib.spec")),
     (4, ("calib.analysis", "calib.rollout")),

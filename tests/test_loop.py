@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.envs.synthetic import SIGNALS
+from calib.envs.testbed import SIGNALS
 from calib.store import Store
 from trainer.loop import HISTORY_TABLE, run_loop
 from trainer.loop_config import load_loop_config

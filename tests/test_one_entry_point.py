@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 MT_SPEC = """\
 version: 1

@@ -18,8 +18,8 @@ from calib.errors import CalibError
 from calib.report import ReportConfig, build_report, write_report
 from calib.report.gather import analysis_for_store
 from calib.report.safe import content_security_policy, json_for_script, plain, script_hash
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 SECTIONS = ("summary", "signals", "tiers", "diagnostics", "forest", "positions", "distributions", "advantages", "history", "spec", "episodes")
 PAYLOADS = (

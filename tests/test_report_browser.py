@@ -18,8 +18,8 @@ import pytest
 
 from calib.report import write_report
 from calib.report.browser import Chromium, find_chromium
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 # One worker under pytest-xdist: the module-scoped browser and report are started once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_browser")]

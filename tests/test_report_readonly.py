@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 
 def _snapshot(root: Path) -> dict[str, int]:

@@ -12,13 +12,13 @@ import pytest
 
 from calib.errors import CalibError, UsageError
 from calib.records import normalize_episode
+from calib.sample_episodes import synthetic_records
 from calib.signals import BUILTIN_SIGNALS, episode_signals
 from calib.signals.builtin import is_confirmation
 from calib.signals.compute import compute_signals
 from calib.signals.matching import call_key
 from calib.signals.registry import available_signals, resolve_signal
 from calib.store import Store
-from calib.synthetic import synthetic_records
 from calib.tools import airline_catalogue
 
 CAT = airline_catalogue()

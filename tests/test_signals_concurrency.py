@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from calib.sample_episodes import synthetic_records
 from calib.signals.compute import compute_signals
 from calib.store import Store
 from calib.store.ops import info
-from calib.synthetic import synthetic_records
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "signals_worker.py"
 TIMEOUT = 300

@@ -23,10 +23,10 @@ import calib.store.files as files_mod
 import calib.store.store as store_mod
 from calib.cli import app
 from calib.ingest import ingest_file
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
 from calib.store.compact import compact
 from calib.store.ops import info
-from calib.synthetic import synthetic_records
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 TIMEOUT = 240

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from calib.errors import StoreError
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "store_worker.py"
 TIMEOUT = 240

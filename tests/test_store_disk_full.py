@@ -15,8 +15,8 @@ import pytest
 
 from calib.errors import StoreError
 from calib.ingest import ingest_file
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 
 def _write(path: Path, n: int) -> Path:

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 
 def _store(tmp_path: Path) -> Store:

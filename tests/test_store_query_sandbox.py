@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
+from calib.sample_episodes import synthetic_records
 from calib.store import Store
-from calib.synthetic import synthetic_records
 
 SECRET = "TOPSECRET-7f3a9c"
 

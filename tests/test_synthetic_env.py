@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calib.analysis import metrics as M
-from calib.envs.synthetic import (
+from calib.envs.testbed import (
     SIGNALS,
     SyntheticConfig,
     action_names,

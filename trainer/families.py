@@ -1,6 +1,6 @@
 """Policy families of ``calib loop``: what "the current policy", "rollout" and "train" mean.
 
-- ``synthetic``: the LM-free testbed (:mod:`calib.envs.synthetic`) and a tabular softmax policy
+- ``synthetic``: the LM-free testbed (:mod:`calib.envs.testbed`) and a tabular softmax policy
   trained by policy gradient through ``calib/advantages.py``: real learning in seconds on a CPU.
 - ``oracle``: the noisy oracle on a domain (airline-mini, tau-bench). It exercises the whole
   calibration pipeline on realistic tool-calling rollouts, but an oracle does not learn: its train
@@ -29,7 +29,7 @@ class SyntheticFamily:
     """Tabular softmax policy on the synthetic testbed; its parameters live in ``policy/it<i>.pt``."""
 
     def __init__(self, cfg: LoopConfig, work: Path):
-        from calib.envs.synthetic import SyntheticConfig, make_tasks
+        from calib.envs.testbed import SyntheticConfig, make_tasks
 
         self.cfg = cfg
         self.dir = work / "policy"
@@ -59,7 +59,7 @@ class SyntheticFamily:
     def _play(self, it: int, run_id: str, store: Store, seed: int, samples: int, policy) -> dict[str, Any]:
         import numpy as np
 
-        from calib.envs.synthetic import rollout
+        from calib.envs.testbed import rollout
 
         if existing_episodes(store, run_id) == 0:  # a resumed stage whose ingest already committed plays nothing
             rng = np.random.default_rng([seed, 11])
@@ -75,7 +75,7 @@ class SyntheticFamily:
         import numpy as np
         import torch
 
-        from calib.envs.synthetic import rollout
+        from calib.envs.testbed import rollout
         from calib.spec import load_spec
         from trainer.tabular import policy_step
 

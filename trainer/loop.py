@@ -165,7 +165,7 @@ def _analyze(cfg: LoopConfig, store: Store, run_id: str, it_dir: Path, prev_spec
     base = load_spec(base_path) if base_path is not None else None
     names = cfg.analysis.signals or available_signals()
     if cfg.family == "synthetic" and not cfg.analysis.signals:
-        from calib.envs.synthetic import SIGNALS  # the testbed's policy is trained on these arrays
+        from calib.envs.testbed import SIGNALS  # the testbed's policy is trained on these arrays
 
         names = list(SIGNALS)
     out = analyze_and_propose(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from calib.advantages import turn_advantages
-from calib.envs.synthetic import SyntheticBatch, SyntheticTasks
+from calib.envs.testbed import SyntheticBatch, SyntheticTasks
 from calib.spec import RewardSpec
 
 # Prior logits by situation (rows) and action kind (columns: lookup, each write, reply, malformed).

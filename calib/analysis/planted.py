@@ -1,6 +1,6 @@
 """Seeded synthetic rollouts with planted signals, for the analysis's tests.
 
-(Episode *records* for the store, ``synthetic_records``, live in :mod:`calib.synthetic`, the one
+(Episode *records* for the store, ``synthetic_records``, live in :mod:`calib.sample_episodes`, the one
 episode generator of the tests and the benches; this module makes signal arrays directly.)
 
 - :func:`planted_signals` makes arrays directly (no messages): groups of episodes of tasks with a
