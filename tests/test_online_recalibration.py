@@ -282,3 +282,15 @@ def test_report_shows_calibration_over_time_and_keeps_hostile_text_inert(tmp_pat
     assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
     assert "run r&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "x^2" in page  # the legend label is text, $ kept literal (not typeset as math)
+
+
+def test_the_log_line_shows_a_hostile_name_as_text():
+    from calib.analysis.online import Recalibration
+
+    spec = RewardSpec.from_dict({"turn_rewards": [{"signal": "gold_match", "weight": 0.1}]})
+    rec = Recalibration(step=3, first_step=1, spec=spec, episodes=8, informative_groups=2, changes=[
+        {"signal": "x\n\x1b[2Jy\u202e", "weight_before": 0.0, "weight_after": 0.1, "verdict": "keep",
+         "decision": "updated"}])
+    line = rec.log_line()
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert "x\\n\\x1b[2Jy\\u202e +0.000 -> +0.100 (keep)" in line

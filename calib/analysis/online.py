@@ -89,7 +89,7 @@ class Recalibration:
             thin = sum(c["decision"].startswith("kept") for c in self.changes)
             return head + f"no weight changed ({thin} of {len(self.changes)} signals on thin evidence)"
         return head + ", ".join(
-            f"{c['signal']} {c['weight_before']:+.3f} -> {c['weight_after']:+.3f} ({c['verdict']})" for c in moved
+            f"{_shown(c['signal'])} {c['weight_before']:+.3f} -> {c['weight_after']:+.3f} ({c['verdict']})" for c in moved
         )
 
 
@@ -240,6 +240,12 @@ def try_recalibrate(store: Any, spec: RewardSpec, **kw: Any) -> tuple[Recalibrat
     except CalibError as e:
         return None, f"recalibration at step {kw.get('step')} skipped: {e}"
     return rec, rec.log_line()
+
+
+def _shown(name: str, width: int = 60) -> str:
+    """A signal name for a log line: control characters as escapes (a name from a dump may hold any), cut."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(name))
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _finite(x: Any) -> bool:
