@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (layer rank, the packages or modules in it), lowest first: the table of docs/architecture.md.
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (0, ("calib", "calib.errors", "calib.jsonutil", "calib.jsonlimits", "calib.sqlutil", "calib.advantages",
+    (0, ("calib", "calib.errors", "calib.jsonutil", "calib.jsonlimits", "calib.sqlutil", "calib.textutil", "calib.advantages",
          "calib.generation", "calib.models", "calib.http", "calib.tau2_catalogue", "calib.tau2_format")),
     (1, ("calib.tools", "calib.envs", "calib.records", "calib.batcher", "calib.hf_chat", "calib.policies",
          "calib.sample_episodes", "calib.testing")),

@@ -31,6 +31,7 @@ import pandas as pd
 from calib.errors import CalibError, UsageError
 from calib.spec import RewardSpec, save_spec
 from calib.store.selection import Selection
+from calib.textutil import cut, visible
 
 HISTORY_TABLE = "recalibration_history"  # the loop's per-iteration table is calibration_history
 SPEC_DIR = "recalibration"  # under the run's output folder: spec-step000010.yaml, ...
@@ -89,7 +90,7 @@ class Recalibration:
             thin = sum(c["decision"].startswith("kept") for c in self.changes)
             return head + f"no weight changed ({thin} of {len(self.changes)} signals on thin evidence)"
         return head + ", ".join(
-            f"{_shown(c['signal'])} {c['weight_before']:+.3f} -> {c['weight_after']:+.3f} ({c['verdict']})" for c in moved
+            f"{cut(visible(c['signal']), 60)} {c['weight_before']:+.3f} -> {c['weight_after']:+.3f} ({c['verdict']})" for c in moved
         )
 
 
@@ -240,12 +241,6 @@ def try_recalibrate(store: Any, spec: RewardSpec, **kw: Any) -> tuple[Recalibrat
     except CalibError as e:
         return None, f"recalibration at step {kw.get('step')} skipped: {e}"
     return rec, rec.log_line()
-
-
-def _shown(name: str, width: int = 60) -> str:
-    """A signal name for a log line: control characters as escapes (a name from a dump may hold any), cut."""
-    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(name))
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _finite(x: Any) -> bool:

@@ -58,12 +58,10 @@ def load_base_spec(base_spec: Path | str | RewardSpec | None, names: list[str]) 
 
     if base_spec is None:
         return None, names
-    if isinstance(base_spec, RewardSpec):
-        base = base_spec
-        check_signals(base, names + available_signals(), source=f"reward spec {base.name}")
-        return base, list(dict.fromkeys(names + base.active_signals()))
-    base = load_spec(base_spec, known_signals=names + available_signals())
-    check_signals(base, names + available_signals(), source=f"reward spec {base_spec}")
+    known = names + available_signals()
+    loaded = isinstance(base_spec, RewardSpec)
+    base = base_spec if loaded else load_spec(base_spec, known_signals=known)
+    check_signals(base, known, source=f"reward spec {base.name if loaded else base_spec}")
     return base, list(dict.fromkeys(names + base.active_signals()))
 
 

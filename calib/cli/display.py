@@ -1,33 +1,19 @@
 """Text from a store (signal names, run ids) printed to a terminal: shown, never interpreted.
 
-A dump's names may hold rich markup (``[bold]``), ANSI escape sequences, newlines or right-to-left
-overrides. :func:`term_text` makes a ``rich.text.Text`` (never parsed as markup) in which every control
-and bidirectional-formatting character is written as its escape, so a name can neither restyle nor
-rewrite the screen, nor reorder the line it sits in.
+:func:`term_text` makes a ``rich.text.Text`` (never parsed as markup) of :func:`calib.textutil.visible`,
+so a name's rich markup (``[bold]``) stays literal and its control characters are escapes.
 """
 
 from __future__ import annotations
 
-import unicodedata
-
 from rich.text import Text
 
-
-def _visible(ch: str) -> str:
-    if ch in "\n\r\t":
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch]
-    cat = unicodedata.category(ch)
-    if cat in ("Cc", "Cf", "Zl", "Zp"):  # controls, format (bidi marks, zero-width), line/paragraph separators
-        return f"\\u{ord(ch):04x}" if ord(ch) > 0xFF else f"\\x{ord(ch):02x}"
-    return ch
+from calib.textutil import cut, visible
 
 
 def plain_text(s: object, max_chars: int = 200) -> str:
     """``s`` with control and format characters escaped, cut to ``max_chars`` (with the full length said)."""
-    text = "".join(_visible(ch) for ch in str(s))
-    if len(text) > max_chars:
-        text = text[: max_chars - 1] + f"… ({len(str(s)):,} chars)"
-    return text
+    return cut(visible(s), max_chars, say_length=len(str(s)))
 
 
 def term_text(s: object, max_chars: int = 200) -> Text:

@@ -429,8 +429,10 @@ def recalibration_history(con: duckdb.DuckDBPyConnection, store: Any, *, max_run
     ``recalibration_history`` table): the weight of each signal at each recalibration, where its
     verdict changed, and the success rate of the run's episodes per training step. At most
     ``max_runs`` runs (the most recent last); empty when no selected run recalibrated."""
-    hist = store.read_table("recalibration_history")
-    if hist is None or not len(hist):
+    from calib.analysis.online import history
+
+    hist = history(store)
+    if not len(hist):
         return []
     selected = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM ep").fetchall()}
     hist = hist[hist["run_id"].isin(selected)]

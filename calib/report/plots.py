@@ -214,13 +214,11 @@ def history_plot(history: dict[str, Any]) -> str:
 
 
 def _label(name: str, width: int = 40) -> str:
-    """A signal name as a legend label: control characters shown as escapes, ``$`` kept literal
-    (matplotlib would read ``$...$`` as math), cut to ``width`` characters."""
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}"
-                   for ch in str(name))
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return text.replace("$", r"\$")
+    """A signal name as a legend label: control characters shown as escapes (calib.textutil), ``$`` kept
+    literal (matplotlib would read ``$...$`` as math), cut to ``width`` characters."""
+    from calib.textutil import cut, visible
+
+    return cut(visible(name), width).replace("$", r"\$")
 
 
 def recalibration_plot(run: dict[str, Any], index: int = 0) -> str:

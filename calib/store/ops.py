@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from calib.errors import CalibError, UsageError
 from calib.jsonutil import exact, frame_records
+from calib.store.selection import Selection
 from calib.store.store import Store
 
 
@@ -113,7 +114,7 @@ def query(store: Store, sql: str) -> pd.DataFrame:
     """Run read-only SQL over the store's tables; anything else fails with one line (exit 1).
 
     Two fences: statements that do not only read are refused before anything runs (see :func:`_is_read`),
-    and what runs runs on :meth:`Store.sandbox`, a connection that cannot touch the file system at all,
+    and what runs runs on :meth:`Store.connect`, a connection that cannot touch the file system at all,
     not even a temp folder (a SELECT can still call ``read_csv`` or hide a ``COPY`` in a CTE; the
     sandbox refuses those).
     """
@@ -129,7 +130,7 @@ def query(store: Store, sql: str) -> pd.DataFrame:
                 f"{st.type.name} statements are"
             raise CalibError(f"the store is read-only here: {what} not allowed (use SELECT, SUMMARIZE, DESCRIBE, "
                              "SHOW, PIVOT or EXPLAIN of one)")
-    con = store.sandbox()
+    con = store.connect()  # tables registered as Arrow data, file access off, no temp folder, locked
     try:
         result = None
         for st in statements:
@@ -188,16 +189,17 @@ def export(store: Store, fmt: str, out: Path, runs: list[str] | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     con = store.connect()
     counts = {}
+    sel = Selection.of(runs)
+    ids_sql, _ = sel.ids_sql()
+    of_selected_sql = "" if sel.everything else f" WHERE episode_id IN ({ids_sql})"  # every row: no join
     selected = {
-        "episodes": "SELECT * FROM episodes WHERE ?::VARCHAR[] IS NULL OR list_contains(?, run_id)",
-        "turns": "SELECT t.* FROM turns t WHERE ?::VARCHAR[] IS NULL OR t.episode_id IN "
-                 "(SELECT episode_id FROM episodes WHERE list_contains(?, run_id))",
-        "signals": "SELECT s.* FROM signals s WHERE ?::VARCHAR[] IS NULL OR s.episode_id IN "
-                   "(SELECT episode_id FROM episodes WHERE list_contains(?, run_id))",
+        "episodes": f"SELECT * FROM episodes WHERE true{sel.where_sql()}",
+        "turns": f"SELECT * FROM turns{of_selected_sql}",
+        "signals": f"SELECT * FROM signals{of_selected_sql}",
     }
     try:
         for t, sql in selected.items():
-            reader = con.sql(sql, params=[runs, runs]).to_arrow_reader()
+            reader = con.sql(sql, params=sel.params()).to_arrow_reader()
             counts[t] = _write_parquet(reader, out / f"{t}.parquet")
     except BaseException:
         for t in selected:

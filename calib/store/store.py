@@ -77,6 +77,7 @@ from calib.store.files import (
     release_staging,
     signal_files,
 )
+from calib.store.selection import Selection, SelectionLike
 from calib.tools import ToolCatalogue, airline_catalogue
 
 CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))  # episodes per Parquet part: bounds ingest memory
@@ -270,14 +271,6 @@ class Store:
             con.close()
             raise
         return con
-
-    def sandbox(self) -> duckdb.DuckDBPyConnection:
-        """A connection for user SQL (``calib store query``): the same locked connection as :meth:`connect`.
-
-        Nothing of the file system is reachable from it, not even a temp folder (``temp_directory`` is
-        empty, so nothing spills and no folder can be written through it).
-        """
-        return self.connect()
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         con = self.connect()
@@ -598,16 +591,17 @@ class Store:
 
     # ------------------------------------------------------------------ export
 
-    def iter_episodes(self, runs: Iterable[str] | None = None, batch: int = 2000) -> Iterator[dict[str, Any]]:
-        """Canonical episode records (as ingested) of ``runs`` (all when None), streamed in batches."""
-        runs = list(runs) if runs is not None else None
+    def iter_episodes(self, runs: SelectionLike = None, batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """Canonical episode records (as ingested) of ``runs`` (run ids or a Selection; all when None),
+        streamed in batches."""
+        sel = Selection.of(runs)
         con = self.connect()
         try:
             cur = con.execute(
                 "SELECT episode_id, run_id, iteration, task_id, group_id, policy, outcome, success, status, "
-                "messages, expected_actions, info FROM episodes WHERE ?::VARCHAR[] IS NULL OR list_contains(?, run_id) "
+                f"messages, expected_actions, info FROM episodes WHERE true{sel.where_sql()} "
                 "ORDER BY ingest_id, source_line",
-                [runs, runs],
+                sel.params(),
             )
             cols = [d[0] for d in cur.description]
             while rows := cur.fetchmany(batch):
