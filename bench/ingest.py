@@ -96,7 +96,7 @@ def _run_baseline(src: str, out: str, q: mp.Queue) -> None:
 def _sql_profile(src: Path) -> None:
     """CPU seconds per SQL statement of the fast path on the file's first chunk (least of 3 runs)."""
     from calib.ingest.fast import FastNative, iter_line_chunks
-    from calib.store.store import CHUNK_EPISODES
+    from calib.store.writer import CHUNK_EPISODES
     from calib.tools import airline_catalogue
 
     lines, texts, _ = next(iter_line_chunks(src, CHUNK_EPISODES))

@@ -359,9 +359,9 @@ def test_a_file_cut_while_it_is_read_commits_what_came_before_and_says_so(tmp_pa
     """Three records of 700 kB (more than a read-ahead buffer). After the first is read, the file is cut
     in the third (or right after the second): the first two are committed, the cut is quarantined at
     the third line (element), and the result says the file ended early."""
-    import calib.store.store as store_mod
+    import calib.store.writer as writer_mod
 
-    monkeypatch.setattr(store_mod, "CHUNK_EPISODES", 1)  # the fast path reads one line per chunk
+    monkeypatch.setattr(writer_mod, "CHUNK_EPISODES", 1)  # the fast path reads one line per chunk
     monkeypatch.setattr(ci, "_FAST_OFF", kind == "per-record")
     pad = "p" * 700_000
     if kind == "taubench-array":
@@ -467,10 +467,10 @@ def test_the_array_reader_on_random_arrays(tmp_path: Path):
 def test_the_writer_flushes_by_bytes_as_well_as_by_count(tmp_path, monkeypatch):
     """Large accepted records do not pile up to CALIB_INGEST_CHUNK episodes: a part is written once the
     buffered text passes CHUNK_BYTES (here 200 kB: about four 50 kB records)."""
-    import calib.store.store as store_mod
+    import calib.store.writer as writer_mod
     from calib.store import Store
 
-    monkeypatch.setattr(store_mod, "CHUNK_BYTES", 200_000)
+    monkeypatch.setattr(writer_mod, "CHUNK_BYTES", 200_000)
     recs = []
     for i in range(10):
         recs.append({"episode_id": f"big{i}", "run_id": "r", "task_id": "t", "outcome": 1.0, "success": True,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from helpers.procs import finish, start
 
 from calib.sample_episodes import synthetic_records
 from calib.signals.compute import compute_signals
@@ -20,18 +21,6 @@ WORKER = Path(__file__).resolve().parent / "helpers" / "signals_worker.py"
 TIMEOUT = 300
 
 
-def _start(go: Path, procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while len(list(go.parent.glob(go.name + ".ready.*"))) < len(procs):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a worker did not start"
-        time.sleep(0.01)
-    go.touch()
-
-
-def _finish(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        out, err = p.communicate(timeout=TIMEOUT)
-        assert p.returncode == 0, (out + err)[-3000:]
 
 
 def test_parallel_analyze_writes_each_signal_value_once(tmp_path: Path):
@@ -41,8 +30,8 @@ def test_parallel_analyze_writes_each_signal_value_once(tmp_path: Path):
     procs = [subprocess.Popen([sys.executable, str(WORKER), "analyze", str(store.path), str(go), str(k),
                                str(tmp_path / f"out{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(k)]
-    _start(go, procs)
-    _finish(procs)
+    start(go, procs, TIMEOUT)
+    finish(procs, TIMEOUT)
     assert len(list(tmp_path.glob("go.writing.*"))) == k  # every worker reached a write: they did race
 
     st = Store(store.path, create=False)

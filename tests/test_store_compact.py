@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers.procs import finish, spawn, start
 from typer.testing import CliRunner
 
 import calib.store.compact as compact_mod
 import calib.store.files as files_mod
-import calib.store.store as store_mod
+import calib.store.writer as writer_mod
 from calib.cli import app
 from calib.ingest import ingest_file
 from calib.sample_episodes import synthetic_records
@@ -176,7 +177,7 @@ def test_the_duplicate_check_reads_the_row_groups_of_the_new_ids_not_the_store(t
     by id in row groups of 100 rows here: a one-record ingest reads at most one row group per episodes
     file (the old check read every id of the store at the start of every ingest)."""
     monkeypatch.setattr(compact_mod, "ID_ROW_GROUP", 100)
-    monkeypatch.setattr(store_mod, "ID_ROW_GROUP", 100)
+    monkeypatch.setattr(writer_mod, "ID_ROW_GROUP", 100)
     st = Store(tmp_path / "store")
     no_id = lambda recs: ({k: v for k, v in r.items() if k != "episode_id"} for r in recs)  # ids: content hashes
     for i in range(2):
@@ -215,20 +216,6 @@ def test_the_duplicate_check_reads_the_row_groups_of_the_new_ids_not_the_store(t
 # ----------------------------------------------------------------------------- concurrency and kills
 
 
-def _spawn(script: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HELPERS / script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-
-
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=TIMEOUT)
-        assert p.returncode == 0, err[-3000:]
-        outs.append(out)
-    return outs
-
-
 def test_readers_and_writers_during_automatic_compaction(tmp_path: Path):
     """Three writers ingest 24 files with automatic compaction after 3 parts, while two readers count in
     a tight loop: every look sees whole ingests only, each episode once, and counts that only grow."""
@@ -239,19 +226,15 @@ def test_readers_and_writers_during_automatic_compaction(tmp_path: Path):
     files = [[str(_write(tmp_path / f"w{w}-{i}.jsonl", per_file, seed=100 * w + i))
               for i in range(files_each)] for w in range(n_writers)]
     env = {"CALIB_COMPACT_AFTER": "3"}
-    readers = [_spawn("compact_worker.py", "read", str(store), str(stop), str(tmp_path / f"r{r}.jsonl"), env=env)
+    readers = [spawn("compact_worker.py", "read", str(store), str(stop), str(tmp_path / f"r{r}.jsonl"), env=env)
                for r in range(2)]
-    writers = [_spawn("store_worker.py", "ingest", str(store), str(go), *fs, env=env) for fs in files]
-    deadline = time.monotonic() + TIMEOUT
-    while len(list(tmp_path.glob("go.ready.*"))) < n_writers:
-        assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "a writer did not start"
-        time.sleep(0.01)
-    go.touch()
+    writers = [spawn("store_worker.py", "ingest", str(store), str(go), *fs, env=env) for fs in files]
+    start(go, writers, TIMEOUT)
     try:
-        _finish(writers)
+        finish(writers, TIMEOUT)
     finally:
         stop.touch()
-        _finish(readers)
+        finish(readers, TIMEOUT)
     st = Store(store, create=False)
     total = per_file * n_writers * files_each
     assert st.count() == total and st.count("ingest_log") == n_writers * files_each

@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+from helpers.procs import finish, spawn, start
 
 from calib.errors import StoreError
 from calib.sample_episodes import synthetic_records
@@ -38,26 +39,7 @@ def _write(path: Path, n: int, seed: int) -> Path:
 
 
 def _spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def _start(go: Path, writers: list[subprocess.Popen]) -> None:
-    """Touch ``go`` once every writer has imported everything and waits for it."""
-    deadline = time.monotonic() + TIMEOUT
-    while len(list(go.parent.glob(go.name + ".ready.*"))) < len(writers):
-        assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "a writer did not start"
-        time.sleep(0.01)
-    go.touch()
-
-
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=TIMEOUT)
-        assert p.returncode == 0, err[-3000:]
-        outs.append(out)
-    return outs
+    return spawn("store_worker.py", *args)
 
 
 def test_readers_never_lose_or_halve_a_live_ingest(tmp_path: Path):
@@ -69,12 +51,12 @@ def test_readers_never_lose_or_halve_a_live_ingest(tmp_path: Path):
              for w in range(n_writers)]
     readers = [_spawn("read", str(store), str(stop), str(tmp_path / f"reader{r}.jsonl")) for r in range(2)]
     writers = [_spawn("ingest", str(store), str(go), *fs) for fs in files]
-    _start(go, writers)
+    start(go, writers, TIMEOUT)
     try:
-        outs = _finish(writers)
+        outs = finish(writers, TIMEOUT)
     finally:
         stop.touch()
-        _finish(readers)
+        finish(readers, TIMEOUT)
     summaries = [json.loads(line) for out in outs for line in out.splitlines()]
     assert len(summaries) == n_writers * files_each
     assert all(s["episodes"] == per_file for s in summaries), summaries
@@ -98,8 +80,8 @@ def test_parallel_ingests_of_one_file_commit_each_episode_once(tmp_path: Path):
     store, go = tmp_path / "store", tmp_path / "go"
     Store(store)
     writers = [_spawn("ingest", str(store), str(go), str(src)) for _ in range(k)]
-    _start(go, writers)
-    summaries = [json.loads(out) for out in _finish(writers)]
+    start(go, writers, TIMEOUT)
+    summaries = [json.loads(out) for out in finish(writers, TIMEOUT)]
     st = Store(store, create=False)
     assert st.count() == n
     assert int(st.query("SELECT count(DISTINCT episode_id) AS d FROM episodes").d[0]) == n

@@ -242,7 +242,7 @@ def _ingest_native_fast(
     The lines the reader refuses (too long, too deep, not UTF-8, cut) never reach DuckDB."""
     from calib.ingest.fast import iter_line_chunks, run_chunks, to_store_tables
     from calib.ingest.readers import _loads
-    from calib.store.store import CHUNK_EPISODES
+    from calib.store.writer import CHUNK_EPISODES
 
     writer = store.begin_ingest(source=str(path), fmt="native", run_id=run_id, catalogue=catalogue)
     threads = int(os.environ.get("CALIB_INGEST_THREADS", "1"))

@@ -12,6 +12,7 @@ Layout of a store directory::
 Use :class:`Store` (``from calib.store import Store``).
 """
 
-from calib.store.store import IngestResult, Store
+from calib.store.store import Store
+from calib.store.writer import IngestResult, IngestWriter
 
-__all__ = ["IngestResult", "Store"]
+__all__ = ["IngestResult", "IngestWriter", "Store"]

@@ -78,7 +78,7 @@ class Store(Protocol):
 # reader opens every live file (about 1 ms each for `store info`), so this bounds what many small
 # ingests cost a reader: with 16, `store info` stays within 1.5x of a store ingested in one go.
 COMPACT_AFTER_PARTS = int(os.environ.get("CALIB_COMPACT_AFTER", "16"))
-# Episodes per merged file: the ingest's chunk (calib.store.store.CHUNK_EPISODES, read from the same setting).
+# Episodes per merged file: the ingest's chunk (calib.store.writer.CHUNK_EPISODES, read from the same setting).
 CHUNK_EPISODES = int(os.environ.get("CALIB_INGEST_CHUNK", "5000"))
 SMALL_PART_EPISODES = CHUNK_EPISODES  # a part with fewer episodes is merged; merged parts reach about this size
 # Automatic compaction leaves out a part bigger than TIER_RATIO times all the smaller ones together (they

@@ -15,6 +15,7 @@ Nothing here imports the rest of calib's store, so ``store.py`` and ``compact.py
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import fcntl
 import json
 import os
@@ -105,6 +106,11 @@ def replaces_closure(folder: Path, names: list[str]) -> list[str]:
         if n.startswith(MERGED_PREFIX):
             out.update(r for r in read_replaces(folder / n) if r in present)
     return sorted(out)
+
+
+def utc_now() -> _dt.datetime:
+    """The current UTC time without a time zone (how the store's timestamps are written)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
 def new_id(prefix: str = "") -> str:

@@ -70,7 +70,7 @@ def read(store: str, stop: str, out: str) -> None:
 def crash(store: str, file: str, after: bool) -> None:
     from calib.ingest import ingest_file
     from calib.store import Store
-    from calib.store import store as store_mod
+    from calib.store import writer as writer_mod
 
     real_rename = os.rename
 
@@ -82,7 +82,7 @@ def crash(store: str, file: str, after: bool) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return real_rename(src, dst, *a, **kw)
 
-    store_mod.os.rename = rename  # this process only
+    writer_mod.os.rename = rename  # this process only
     ingest_file(Store(store), Path(file))
 
 
