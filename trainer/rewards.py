@@ -28,28 +28,39 @@ def _canonical(episode: dict[str, Any]) -> dict[str, Any]:
     return normalize_episode({k: v for k, v in episode.items() if not k.startswith("_")})
 
 
+def episode_signal_values(
+    episode: dict[str, Any], signals: Sequence[str], catalogue: ToolCatalogue
+) -> dict[str, np.ndarray]:
+    """Each signal's value on each assistant turn of one episode: ``{signal: float array [T_i]}``, NaN
+    where the signal cannot be measured on a turn (None). What ``calib analyze`` stores for the
+    episode, computed from the record alone (the verl reward side compares the two)."""
+    ep = _canonical(episode)
+    turns = segment_turns(ep, catalogue)
+    out: dict[str, np.ndarray] = {}
+    builtin = [s for s in signals if s in BUILTIN_SIGNALS]
+    if builtin:
+        values = episode_signals(ep, catalogue, builtin, turns=turns) if turns else {s: [] for s in builtin}
+        for s in builtin:
+            out[s] = np.array([np.nan if v is None else float(v) for v in values[s]], dtype=np.float64)
+    for s in (s for s in signals if s not in BUILTIN_SIGNALS):
+        sig = resolve_signal(s)
+        vals = [call_signal(sig, ep, turn) for turn in turns]
+        out[s] = np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+    return {s: out[s] for s in signals}
+
+
 def episode_turn_rewards(
     episode: dict[str, Any], weights: dict[str, float], catalogue: ToolCatalogue
 ) -> np.ndarray:
     """Weighted per-turn reward of one episode: float array [T_i] (T_i = its assistant turns)."""
-    ep = _canonical(episode)
-    turns = segment_turns(ep, catalogue)
-    total = np.zeros(len(turns))  # (T_i,)
     active = {s: w for s, w in weights.items() if w != 0.0}
-    builtin = [s for s in active if s in BUILTIN_SIGNALS]
-    if builtin and turns:
-        values = episode_signals(ep, catalogue, builtin, turns=turns)
-        for s in builtin:
-            total += active[s] * np.array([0.0 if v is None else float(v) for v in values[s]])
-    for s in (s for s in active if s not in BUILTIN_SIGNALS):
-        sig = resolve_signal(s)
-        for t, turn in enumerate(turns):
-            v = call_signal(sig, ep, turn)
-            if v is not None:
-                total[t] += active[s] * v
+    if not active:
+        return np.zeros(len(segment_turns(_canonical(episode), catalogue)))
+    values = episode_signal_values(episode, list(active), catalogue)
+    total = sum(w * np.where(np.isnan(values[s]), 0.0, values[s]) for s, w in active.items())
     if not np.isfinite(total).all():
-        raise ValueError(f"episode {ep['episode_id']}: a signal returned a non-finite value")
-    return total
+        raise ValueError(f"episode {_canonical(episode)['episode_id']}: a signal returned a non-finite value")
+    return np.asarray(total, dtype=np.float64)
 
 
 def batch_rewards(

@@ -1,0 +1,132 @@
+"""calib's token layout in verl's ``token_level_rewards`` (docs/verl.md, "The token layout").
+
+verl hands an advantage estimator one tensor of rewards per token and the ``response_mask`` (1 on
+tokens the model generated, 0 on tool and user tokens and on padding), nothing else. A multi-turn
+trajectory is one row: its **assistant turns are the runs of ``response_mask == 1``**, in order. To
+carry calib's per-turn rewards and the outcome through that one tensor:
+
+- turn t's reward sits on the **first token** of run t;
+- the outcome sits on the **last assistant token** (the last token with ``response_mask == 1``);
+- every other token holds 0.
+
+The two cannot collide when the last turn has two tokens or more, which a chat model's turn always
+has (its text, then the end-of-turn token); a last turn of one token is refused when turn rewards
+are in use, because its one value could be either. Anything else (a reward on a tool token, on a
+turn's middle, on trailing padding: verl's own scalar placement on a trajectory that ends with a
+tool message, or a per-token KL penalty from ``algorithm.use_kl_in_reward``) is refused with one
+line that names the row and the token, rather than read as something it is not.
+
+Pure torch, no verl import: :func:`pack` builds the layout (what calib's reward side writes),
+:func:`unpack` reads it back (what the estimators read), :func:`expand` spreads per-turn advantages
+over each turn's tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from calib.errors import CalibError
+
+DOC = "docs/verl.md#the-token-layout"
+
+
+class LayoutError(CalibError):
+    """token_level_rewards or response_mask do not follow calib's layout."""
+
+
+def turn_runs(mask_row: torch.Tensor) -> list[tuple[int, int]]:
+    """``[(start, end), ...]``: the runs of ``mask_row == 1`` (end exclusive), i.e. the assistant turns."""
+    m = (mask_row != 0).to(torch.int8).cpu()
+    edges = torch.diff(torch.cat([m.new_zeros(1), m, m.new_zeros(1)]))  # +1 at a start, -1 after an end
+    starts = torch.nonzero(edges == 1).flatten().tolist()
+    ends = torch.nonzero(edges == -1).flatten().tolist()
+    return list(zip(starts, ends))
+
+
+def pack(turn_rewards: Sequence[Sequence[float]], outcome: Sequence[float], response_mask: torch.Tensor,
+         *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``token_level_rewards`` [B, L] in calib's layout from each row's per-turn rewards and outcome."""
+    if response_mask.dim() != 2:
+        raise LayoutError(f"response_mask should be [batch, tokens], got shape {tuple(response_mask.shape)}")
+    if len(turn_rewards) != response_mask.shape[0] or len(outcome) != response_mask.shape[0]:
+        raise LayoutError(f"{len(turn_rewards)} rows of turn rewards and {len(outcome)} outcomes for "
+                          f"{response_mask.shape[0]} rows of response_mask")
+    out = torch.zeros(response_mask.shape, dtype=dtype)
+    for i, (rewards, runs) in enumerate(zip(turn_rewards, (turn_runs(row) for row in response_mask))):
+        if not runs:
+            raise LayoutError(f"row {i}: response_mask has no assistant token ({DOC})")
+        if len(rewards) != len(runs):
+            raise LayoutError(f"row {i}: {len(rewards)} turn rewards for {len(runs)} assistant turns "
+                              f"(runs of response_mask == 1) ({DOC})")
+        if any(r != 0 for r in rewards) and runs[-1][1] - runs[-1][0] < 2:
+            raise LayoutError(f"row {i}: the last assistant turn has one token, so its turn reward and the "
+                              f"outcome would share it ({DOC})")
+        for (start, _), r in zip(runs, rewards):
+            out[i, start] += float(r)
+        out[i, runs[-1][1] - 1] += float(outcome[i])
+    return out.to(response_mask.device)
+
+
+def unpack(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, *, turn_rewards: bool = True
+           ) -> tuple[np.ndarray, list[np.ndarray], list[list[tuple[int, int]]]]:
+    """``(outcome [B], per-turn rewards: B arrays, runs per row)`` from calib's layout.
+
+    With ``turn_rewards=False`` (a mode that ignores them, ``calib_grpo``) only the outcome is read,
+    and a one-token last turn is fine; turn-start values must still be 0."""
+    if token_level_rewards.shape != response_mask.shape or token_level_rewards.dim() != 2:
+        raise LayoutError(f"token_level_rewards {tuple(token_level_rewards.shape)} and response_mask "
+                          f"{tuple(response_mask.shape)} should be the same [batch, tokens] shape")
+    rewards = token_level_rewards.detach().to(torch.float64).cpu().numpy()
+    if not np.isfinite(rewards).all():
+        i, p = (int(x) for x in np.argwhere(~np.isfinite(rewards))[0])
+        raise LayoutError(f"token_level_rewards[{i}, {p}] is {rewards[i, p]}: rewards must be finite")
+    outcome = np.zeros(rewards.shape[0])
+    per_turn: list[np.ndarray] = []
+    all_runs: list[list[tuple[int, int]]] = []
+    for i, row in enumerate(response_mask):
+        runs = turn_runs(row)
+        if not runs:
+            raise LayoutError(f"row {i}: response_mask has no assistant token, so there is no turn to "
+                              f"credit ({DOC})")
+        last = runs[-1][1] - 1
+        starts = [s for s, _ in runs]
+        if turn_rewards and last == starts[-1] and rewards[i, last] != 0:
+            raise LayoutError(f"row {i}: the last assistant turn has one token (position {last}), so it cannot "
+                              f"hold both its turn reward and the outcome ({DOC})")
+        allowed = np.zeros(rewards.shape[1], dtype=bool)
+        allowed[starts] = True
+        allowed[last] = True
+        stray = np.flatnonzero((rewards[i] != 0) & ~allowed)
+        if stray.size:
+            p = int(stray[0])
+            where = ("after the last assistant turn (verl puts a scalar score on the last response token, "
+                     "here a tool or user message or padding: use calib's reward side, which puts the outcome "
+                     "on the last assistant token)" if p > last else
+                     "on a tool or user token" if not bool(row[p]) else "inside an assistant turn, not on its first token")
+            raise LayoutError(f"token_level_rewards[{i}, {p}] = {rewards[i, p]:g} sits {where}; calib's layout has "
+                              f"each turn's reward on its first token and the outcome on the last assistant token "
+                              f"(is algorithm.use_kl_in_reward on? use the KL loss instead) ({DOC})")
+        outcome[i] = rewards[i, last]
+        turn = rewards[i, starts].copy()
+        if last == starts[-1]:
+            turn[-1] = 0.0  # a one-token last turn (grpo only): its value is the outcome
+        if not turn_rewards and np.any(turn != 0):
+            k = int(np.flatnonzero(turn != 0)[0])
+            raise LayoutError(f"row {i}: turn {k} has a reward ({turn[k]:g}) but this estimator ignores turn "
+                              f"rewards: use calib_mt_grpo or calib_gtpo_hybrid, or a spec without turn rewards")
+        per_turn.append(turn)
+        all_runs.append(runs)
+    return outcome, per_turn, all_runs
+
+
+def expand(turn_adv: Sequence[np.ndarray], runs: Sequence[Sequence[tuple[int, int]]], like: torch.Tensor
+           ) -> torch.Tensor:
+    """Token advantages shaped like ``like``: each turn's advantage on every token of its run, 0 elsewhere."""
+    out = torch.zeros(like.shape, dtype=like.dtype if like.is_floating_point() else torch.float32)
+    for i, (adv, row_runs) in enumerate(zip(turn_adv, runs)):
+        for (start, end), a in zip(row_runs, adv):
+            out[i, start:end] = float(a)
+    return out.to(device=like.device)
