@@ -87,6 +87,23 @@ def test_verl_sample_prompt_and_response(form: str):
     assert split_verl_sample(prompt, output) == WANT
 
 
+@pytest.mark.parametrize("form", ["tokens", "stripped"])
+def test_tool_response_straight_after_the_generated_end_token(form: str):
+    """verl's default ContinuousTokenBuilder (chatml models that are not Qwen, e.g. SmolLM2) appends the
+    tool response right after the generated <|im_end|>, without the template's newline: stripped, the
+    role name then follows </tool_call> on the same line."""
+    output = (call("f", a=1) + E + f"{S}tool\nresult{E}\n{S}assistant\n" + call("g") + E
+              + f"{S}user\n" + response("r2") + f"{E}\n{S}assistant\nDone." + E)
+    if form == "stripped":
+        output = stripped(output)
+        assert "</tool_call>tool\nresult\nassistant\n" in output and "</tool_call>user\n<tool_response>" in output
+    got = split_verl_sample("user\nu\nassistant\n", output)
+    assert [(m["role"], m.get("tool_call_id")) for m in got] == [
+        ("user", None), ("assistant", None), ("tool", "call_0"), ("assistant", None), ("tool", "call_1"),
+        ("assistant", None)]
+    assert got[2]["content"] == "result" and got[4]["content"] == "r2" and got[-1]["content"] == "Done."
+
+
 def test_padding_tokens_around_the_token_form():
     """verl left-pads prompts and right-pads responses; decoded with the special tokens, the pads show."""
     pad = E  # SmolLM2's pad token is <|im_end|>; Qwen's is <|endoftext|>
@@ -169,8 +186,8 @@ def test_the_known_ambiguity_of_the_stripped_form():
     (chatml([("user", "u")]), "out", "does not end with the assistant generation marker"),
     ("user\nu\nassistant\n", "", "output is empty"),
     ("user\nu\nassistant\n", f"{E}{E}", "output is empty"),
-    ("user\nu\nassistant\n", "hi\nuser\n" + response("r"), "answers no tool call"),
-    ("user\nu\nassistant\n", call("f") + "\ntool\nr1\ntool\nr2", "already answered"),
+    ("user\nu\nassistant\n", "hi\nuser\n" + response("r"), "answers no tool call: the assistant message before it made none"),
+    ("user\nu\nassistant\n", call("f") + "\ntool\nr1\ntool\nr2", r"the 1 call\(s\) of the assistant message before it were already answered"),
     ("preamble\nuser\nu\nassistant\n", "out", "text before its first role marker"),
     (f"{S}user\nu{E}\n{S}robot\nx{E}\n{S}assistant\n", "out", "unknown role 'robot'"),
     (f"{S}user\nu{E} stray{E}\n{S}assistant\n", "out", "text outside any message"),

@@ -12,7 +12,9 @@ Both forms of a template are read:
 - with them stripped, as verl's ``_log_rollout_data`` writes them (``tokenizer.batch_decode(...,
   skip_special_tokens=True)``): the chatml prompt ``<|im_start|>system\\nS<|im_end|>\\n<|im_start|>user\\nU
   <|im_end|>\\n<|im_start|>assistant\\n`` becomes ``system\\nS\\nuser\\nU\\nassistant\\n``, and a role is
-  only a role name alone on a line (at the start of the text or right after a newline).
+  only a role name alone on a line (at the start of the text or right after a newline), or right
+  after a ``</tool_call>`` (an engine that appends the tool response straight after the generated
+  ``<|im_end|>``, with no newline, as verl does for chatml models other than Qwen).
 
 Tool calls are read in the hermes format that verl's ``HermesToolParser`` reads (Qwen2.5/Qwen3,
 SmolLM2 prompted for tools): ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`` blocks
@@ -24,7 +26,10 @@ or, as Qwen's template renders them, as a ``user`` message holding only ``<tool_
 Known ambiguity of the stripped form: a line that is exactly a role name (``system``, ``user``,
 ``assistant``, ``tool``) inside a message's content reads as the start of a new message, since the
 special tokens that told the two apart are gone. The text alone cannot settle it; dump with the
-special tokens kept (``skip_special_tokens=False``) where that matters.
+special tokens kept (``skip_special_tokens=False``) where that matters. The converse also holds: a
+message that follows an assistant message which does not end with ``</tool_call>`` and was not
+separated from it by a newline (an engine that appends a user turn straight after ``<|im_end|>``) is
+not found; its text stays in the assistant message.
 """
 
 from __future__ import annotations
@@ -66,8 +71,13 @@ class ChatTemplate:
 
     def stripped_header(self) -> re.Pattern[str]:
         """A header with the special tokens stripped: a role name alone on a line (at the start of the
-        text or right after a newline)."""
-        return re.compile(rf"^({'|'.join(map(re.escape, self.roles))}){re.escape(self.header_end)}", re.MULTILINE)
+        text or right after a newline), or right after a closing ``</tool_call>``. The latter is what a
+        tool-calling turn decodes to when the engine appended the tool response straight after the
+        generated end token, without the newline the template puts there (verl's default
+        ``ContinuousTokenBuilder``, which it uses for chatml models that are not Qwen, e.g. SmolLM2)."""
+        roles = "|".join(map(re.escape, self.roles))
+        return re.compile(rf"(?:^|(?<={re.escape(self.tool_call_close)}))({roles}){re.escape(self.header_end)}",
+                          re.MULTILINE)
 
 
 # The registry: add a template here (name -> marker rules); ``template=`` picks one by name.
@@ -218,6 +228,7 @@ def _messages(segments: list[Segment], t: ChatTemplate) -> list[dict[str, Any]]:
     with the calls of the assistant message before them."""
     out: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []  # calls of the last assistant message still without a result
+    last_calls = 0  # how many calls the last assistant message made
     n_calls = 0
     for role, content in segments:
         if role == "assistant":
@@ -230,7 +241,7 @@ def _messages(segments: list[Segment], t: ChatTemplate) -> list[dict[str, Any]]:
             if invalid:
                 msg["invalid"] = True
             out.append(msg)
-            pending = list(calls)
+            pending, last_calls = list(calls), len(calls)
             continue
         results = [content] if role == "tool" else _tool_responses(content, t) if role == "user" else None
         if results is None:
@@ -238,10 +249,10 @@ def _messages(segments: list[Segment], t: ChatTemplate) -> list[dict[str, Any]]:
             continue
         for r in results:
             if not pending:
-                raise RecordError(f"a tool response (message {len(out)}) answers no tool call: "
-                                  + ("no assistant message comes before it" if not any(
-                                      m["role"] == "assistant" for m in out) else
-                                     "every call of the assistant message before it was already answered"))
+                why = ("no assistant message comes before it" if not any(m["role"] == "assistant" for m in out)
+                       else "the assistant message before it made none" if not last_calls
+                       else f"the {last_calls} call(s) of the assistant message before it were already answered")
+                raise RecordError(f"a tool response (message {len(out)}) answers no tool call: {why}")
             call = pending.pop(0)
             out.append({"role": "tool", "content": r, "tool_call_id": call["id"], "name": call["name"]})
     return out
