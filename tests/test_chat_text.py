@@ -199,6 +199,20 @@ def test_samples_that_cannot_be_split(prompt, output, reason):
         split_verl_sample(prompt, output)
 
 
+def test_a_tool_call_nested_too_deep_is_refused_before_it_is_decoded():
+    from calib.jsonlimits import MAX_DEPTH
+
+    deep = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+    with pytest.raises(RecordError, match="a <tool_call> block is nested deeper than"):
+        split_verl_sample("user\nu\nassistant\n", '<tool_call>{"name": "f", "arguments": {"a": ' + deep + "}}</tool_call>")
+    with pytest.raises(RecordError, match="the arguments of a <tool_call> block is nested deeper"):
+        split_verl_sample("user\nu\nassistant\n", "<tool_call>" + json.dumps({"name": "f", "arguments": deep})
+                          + "</tool_call>")
+    ok = "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2)
+    got = split_verl_sample("user\nu\nassistant\n", '<tool_call>{"name": "f", "arguments": {"a": ' + ok + "}}</tool_call>")
+    assert got[-1]["tool_calls"][0]["name"] == "f"
+
+
 def test_parse_errors_and_the_template_registry():
     with pytest.raises(RecordError, match="no chat role markers"):
         parse_chat_text("no markers here")

@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from calib.jsonlimits import depth_error
 from calib.records import RecordError
 
 __all__ = ["TEMPLATES", "ChatTemplate", "parse_chat_text", "split_verl_sample"]
@@ -193,6 +194,10 @@ def _tool_calls(content: str, t: ChatTemplate) -> tuple[str, list[dict[str, Any]
 
 
 def _hermes_call(block: str) -> dict[str, Any] | None:
+    """One ``<tool_call>`` block as ``{name, arguments}``, None when verl's parser would skip it.
+    JSON nested deeper than ``calib.jsonlimits.MAX_DEPTH`` is refused before it is decoded, as JSON
+    text inside any record is (docs/importing.md, Limits)."""
+    _check_depth(block, "a <tool_call> block")
     try:
         obj = json.loads(block)
     except (ValueError, RecursionError):
@@ -201,6 +206,7 @@ def _hermes_call(block: str) -> dict[str, Any] | None:
         return None
     args = obj["arguments"]
     if isinstance(args, str):  # arguments given as JSON text
+        _check_depth(args, "the arguments of a <tool_call> block")
         try:
             args = json.loads(args) if args.strip() else {}
         except (ValueError, RecursionError):
@@ -210,6 +216,12 @@ def _hermes_call(block: str) -> dict[str, Any] | None:
     if not isinstance(args, dict):
         return None
     return {"name": obj["name"], "arguments": args}
+
+
+def _check_depth(text: str, what: str) -> None:
+    err = depth_error(text)
+    if err is not None:
+        raise RecordError(f"{what} is {err}")
 
 
 def _tool_responses(content: str, t: ChatTemplate) -> list[str] | None:
@@ -281,7 +293,8 @@ def parse_chat_text(text: str, *, template: str = "chatml") -> list[dict[str, An
     assistant message.
 
     Raises :class:`calib.records.RecordError` when the text has no role markers, has text before the
-    first one, a message of an unknown role, or a tool response with no call to answer; ``ValueError``
+    first one, a message of an unknown role, a tool response with no call to answer, or a ``<tool_call>``
+    block nested deeper than ``calib.jsonlimits.MAX_DEPTH``; ``ValueError``
     for an unknown ``template`` (the registry is :data:`TEMPLATES`)."""
     t = _template(template)
     if not isinstance(text, str):
