@@ -45,7 +45,7 @@ from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES
 from calib.records import RecordError
 
 SOURCE = "verl"
-_STEP_FILE = re.compile(r"^\d+\.jsonl$")
+_STEP_FILE = re.compile(r"^[0-9]+\.jsonl$")
 _V1_SUFFIX = re.compile(r"_\d+_\d+$")  # the v1 trainer's uid key: {uid}_{rollout}_{output}
 # What _write_generations writes itself, and the ids kept in info: never signals.
 _FIELDS = frozenset({"input", "output", "gts", "score", "step", "uid", "request_id"})
@@ -93,8 +93,8 @@ def _first_record(path: Path, max_bytes: int) -> Any:
 
 def default_run(path: Path) -> str:
     """The run id of a dump: the rollout_data_dir's name (a file's folder)."""
-    folder = path if path.is_dir() else path.resolve().parent
-    return folder.name or path.stem
+    folder = path.resolve() if path.is_dir() else path.resolve().parent
+    return folder.name or path.stem or "verl"
 
 
 def iter_verl(path: Path, *, run_id: str, threshold: float = DEFAULT_SUCCESS_THRESHOLD,
@@ -102,7 +102,7 @@ def iter_verl(path: Path, *, run_id: str, threshold: float = DEFAULT_SUCCESS_THR
     """Yield ``(file, line, native_record | None, error | None, raw)`` for one ``{step}.jsonl`` file or a
     rollout_data_dir (its ``<step>.jsonl`` files in step order); ``max_bytes`` bounds each line."""
     for f in verl_files(path) if path.is_dir() else [path]:
-        file_step = int(f.stem) if f.stem.isdigit() else None
+        file_step = int(f.stem) if _STEP_FILE.match(f.name) else None
         for line, rec, err, raw in iter_jsonl(f, max_bytes):
             if err is not None:
                 yield str(f), line, None, err, raw
