@@ -145,14 +145,17 @@ def _with_line(src: Path, dst: Path, at: int, line: str) -> Path:
 
 
 def test_deep_records_in_the_other_jsonl_formats(tmp_path: Path):
-    """chat, verifiers and ART JSONL read through the same reader: one quarantined line each."""
+    """chat, verifiers, ART and verl JSONL read through the same reader: one quarantined line each."""
     chat = _write_lines(tmp_path / "chat.jsonl", [json.dumps({"prompt": "hi", "completion": "ok", "reward": 1}),
                                                   DEEP_OBJECT, json.dumps({"messages": [], "reward": 0})])
     vf = tmp_path / "vf"
     shutil.copytree(DATA / "verifiers" / "results", vf)
     _with_line(vf / "results.jsonl", vf / "results.jsonl", 1, DEEP_ARRAY)
     art = _with_line(DATA / "art" / "legacy" / "0001.jsonl", tmp_path / "0001.jsonl", 0, DEEP_OBJECT)
-    for path, fmt in [(chat, "chat"), (vf, "verifiers"), (art, "art")]:
+    verl = tmp_path / "verl"
+    verl.mkdir()
+    _with_line(DATA / "verl" / "rollouts" / "2.jsonl", verl / "2.jsonl", 1, DEEP_OBJECT)
+    for path, fmt in [(chat, "chat"), (vf, "verifiers"), (art, "art"), (verl, "verl")]:
         r, q = _ingest(path, tmp_path / f"st-{fmt}", fmt=fmt)
         deep = [e for e in q if TOO_DEEP in e["reason"]]
         assert len(deep) == 1 and deep[0]["line"] == (2 if fmt != "art" else 1), (fmt, q)

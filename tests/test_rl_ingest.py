@@ -1,4 +1,4 @@
-"""verifiers and ART dumps as input (calib/ingest/verifiers.py, calib/ingest/art.py).
+"""verifiers, ART and verl dumps as input (calib/ingest/verifiers.py, calib/ingest/art.py, calib/ingest/verl.py).
 
 The fixtures in tests/data/verifiers and tests/data/art were written by the libraries' own serialisation
 code (scripts/make_rl_fixtures.py says how): 3 tasks x 3 rollouts of a weather agent with two tool calls
@@ -28,6 +28,7 @@ VF_RESULTS = DATA / "verifiers" / "results"
 VF_TRACES = DATA / "verifiers" / "traces"
 ART = DATA / "art"
 ART_TRAIN = ART / "proj" / "models" / "agent-001" / "trajectories" / "train" / "0003.parquet"
+VERL = DATA / "verl" / "rollouts"  # written by verl's own code: tests/verl/verl_dumps.py
 # (reward, correct, format) per rollout as scripts/make_rl_fixtures.py planned them; task 2 rollout 2 errored
 REWARDS = [[1.0, 0.2, 0.8], [0.0, 1.0, 0.2], [1.0, 0.0, None]]
 
@@ -236,17 +237,36 @@ def test_other_formats_are_not_mistaken(tmp_path: Path):
     assert sniff_format(VF_RESULTS / "results.jsonl") == "verifiers"
     assert sniff_format(VF_TRACES / "traces.jsonl") == "verifiers"
     assert sniff_format(ART_TRAIN) == "art"
+    assert sniff_format(VERL / "2.jsonl") == "verl"
     res = runner.invoke(app, ["ingest", str(tmp_path), "--store", str(tmp_path / "s")])
     assert res.exit_code == 2 and "is a directory" in res.output
 
 
 def test_cli_auto_detects_folders(tmp_path: Path):
-    res = runner.invoke(app, ["ingest", str(VF_TRACES), str(ART / "proj"), "--store", str(tmp_path / "s")],
+    res = runner.invoke(app, ["ingest", str(VF_TRACES), str(ART / "proj"), str(VERL), "--store", str(tmp_path / "s")],
                         env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "verifiers" in res.output and " art " in res.output
+    assert "verifiers" in res.output and " art " in res.output and " verl " in res.output
     assert "success = reward >= 1" in res.output
-    assert Store(tmp_path / "s").count() == 9 + 15
+    assert Store(tmp_path / "s").count() == 9 + 15 + 12
+
+
+def test_verl_rollout_dir_without_verl(tmp_path: Path):
+    """The committed verl dump (tests/verl runs the same checks on a dump written now, in the verl venv).
+    A rollout_data_dir holds <step>.jsonl files as ART's logs may: it is recognised as verl first."""
+    from calib.ingest import check_source
+    from calib.ingest.art import is_art_dir
+
+    assert is_art_dir(VERL) and check_source(VERL) == "verl"
+    r = ingest_file(Store(tmp_path / "s"), VERL)
+    assert (r.format, r.episodes, r.quarantined, r.n_groups, r.success_threshold) == ("verl", 12, 0, 4, 1.0)
+    df = _eps(Store(tmp_path / "s"))
+    assert set(df["run_id"]) == {"rollouts"} and sorted(set(df["iteration"])) == [2, 10]
+    assert df["task_id"].nunique() == 2 and int(df["success"].sum()) == 4
+    assert {g for g in df["group_id"] if "/10/" in g} == {"rollouts/10/v1weather", "rollouts/10/v1convert"}
+    calls = [m for ep in df["messages"] for m in ep if m.get("tool_calls")]
+    assert {c["name"] for m in calls for c in m["tool_calls"]} == {"lookup_weather", "convert_units"}
+    assert set(df["info"].map(lambda i: tuple(sorted(i.get("signals", {}))))) == {("verl:acc", "verl:format_ok"), ()}
 
 
 # ----------------------------------------------------------------------------- components as signals

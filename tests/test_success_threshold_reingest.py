@@ -1,4 +1,4 @@
-"""Re-ingesting verifiers/ART rollouts with another --success-threshold (issue 23, item 7).
+"""Re-ingesting verifiers/ART/verl rollouts with another --success-threshold (issue 23, item 7).
 
 An episode's identity does not depend on the threshold, so the second ingest meets the same episodes
 with another success label and is refused in one line naming the threshold used before; nothing is
@@ -23,6 +23,7 @@ DUMPS = {
     "verifiers-traces": DATA / "verifiers" / "traces" / "traces.jsonl",
     "art-parquet": DATA / "art" / "proj",
     "art-legacy": DATA / "art" / "legacy",
+    "verl": DATA / "verl" / "rollouts",
 }
 
 
@@ -52,7 +53,7 @@ def test_reingest_with_another_threshold_is_refused_and_adds_nothing(tmp_path: P
     assert _state(st) == before
 
 
-@pytest.mark.parametrize("name", ["verifiers-results", "art-parquet"])
+@pytest.mark.parametrize("name", ["verifiers-results", "art-parquet", "verl"])
 def test_episode_ids_do_not_depend_on_the_threshold(tmp_path: Path, name: str):
     """Two stores, two thresholds: the same episode ids, different labels (the rewards are 0.2..1)."""
     a, b = Store(tmp_path / "a"), Store(tmp_path / "b")

@@ -12,16 +12,17 @@ from calib.cli.options import StoreOpt, check_finite, parse_size_option
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest (JSONL, tau-bench results JSON, tau2 results "
-                     "JSON or directory, a verifiers output folder, ART trajectory logs: Parquet, JSONL, YAML or a folder).")],
+                     "JSON or directory, a verifiers output folder, ART trajectory logs: Parquet, JSONL, YAML or a folder, "
+                     "verl rollout dumps: a {step}.jsonl file or the rollout_data_dir).")],
     store: StoreOpt = Path("./calib-store"),
     fmt: Annotated[
-        str, typer.Option("--format", help="auto | native | taubench | tau2 | chat | verifiers | art (auto sniffs each "
-                          "file and recognises the folders).")
+        str, typer.Option("--format", help="auto | native | taubench | tau2 | chat | verifiers | art | verl (auto sniffs "
+                          "each file and recognises the folders).")
     ] = "auto",
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for every record (default: the record's, else the file name).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record; nothing from that file is ingested.")] = False,
-    success_threshold: Annotated[float, typer.Option("--success-threshold", help="verifiers and ART rewards need not be "
-                                 "0/1: an episode is a success when reward >= this.")] = 1.0,
+    success_threshold: Annotated[float, typer.Option("--success-threshold", help="verifiers, ART and verl rewards need "
+                                 "not be 0/1: an episode is a success when reward >= this.")] = 1.0,
     domain: Annotated[str | None, typer.Option("--domain", help="Tool catalogue for is_write and tool checks: airline "
                       "(the default), taubench:PATH, tau2:DOMAIN (tau2 results default to their own domain).")] = None,
     max_record_bytes: Annotated[str, typer.Option("--max-record-bytes", help="Longest record read: a longer line or "

@@ -4,7 +4,8 @@ Formats: ``native`` (docs/architecture.md section 2 JSONL), ``taubench`` (tau-be
 (tau2-bench results: one file, or a directory with ``results.json`` and ``simulations/``), ``chat``
 (TRL/verifiers/ART-style chat JSONL), ``verifiers`` (a verifiers output folder: ``results.jsonl`` +
 ``metadata.json``, or ``traces.jsonl``), ``art`` (OpenPipe ART trajectory logs: Parquet, JSONL or
-YAML, one file or a folder of them); ``auto`` sniffs the first bytes (and recognises the folders).
+YAML, one file or a folder of them), ``verl`` (verl's rollout dumps: one ``{step}.jsonl`` or the
+``rollout_data_dir`` holding them); ``auto`` sniffs the first bytes (and recognises the folders).
 
 Limits (``docs/importing.md``): a record nested deeper than ``calib.jsonlimits.MAX_DEPTH`` or longer than
 ``max_record_bytes`` is quarantined with its file and line, never held whole; a file that was cut
@@ -29,14 +30,15 @@ from calib.ingest.sniff import is_json_array_file, sniff_format
 from calib.ingest.tau2 import is_tau2_dir
 from calib.ingest.taubench import taubench_to_native
 from calib.ingest.verifiers import is_verifiers_dir
+from calib.ingest.verl import is_verl_dir, verl_files
 from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES
 from calib.records import RecordError
 from calib.store import IngestResult, Store
 from calib.tools import ToolCatalogue
 
 _FAST_OFF = os.environ.get("CALIB_INGEST_FAST", "1") == "0"  # the per-record path only (for comparisons)
-FORMATS = ("auto", "native", "taubench", "tau2", "chat", "verifiers", "art")
-DIR_FORMATS = ("tau2", "verifiers", "art")
+FORMATS = ("auto", "native", "taubench", "tau2", "chat", "verifiers", "art", "verl")
+DIR_FORMATS = ("tau2", "verifiers", "art", "verl")
 
 __all__ = ["FORMATS", "chat_to_native", "check_ingest_args", "check_source", "ingest_file", "ingest_paths",
            "taubench_to_native"]
@@ -67,12 +69,16 @@ def check_source(path: Path, fmt: str = "auto") -> str | None:
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
-        dir_fmt = _dir_format(path) if fmt == "auto" else (fmt if fmt in DIR_FORMATS and _dir_format(path) == fmt
-                                                           else None)
+        if fmt == "auto":
+            dir_fmt = _dir_format(path)
+        elif fmt == "verl":  # forced: any folder of <step>.jsonl files
+            dir_fmt = fmt if verl_files(path) else None
+        else:
+            dir_fmt = fmt if fmt in DIR_FORMATS and _dir_format(path) == fmt else None
         if dir_fmt is None:
             raise UsageError(f"{path} is a directory: pass the files to ingest (or a tau2 results directory, "
-                             "a verifiers output folder with results.jsonl or traces.jsonl, or a folder of ART "
-                             "trajectory logs)")
+                             "a verifiers output folder with results.jsonl or traces.jsonl, a folder of ART "
+                             "trajectory logs, or a verl rollout_data_dir of <step>.jsonl files)")
         return dir_fmt
     if not path.is_file():
         raise UsageError(f"{path} is not a regular file or folder (a device, pipe or socket): save the dump to a "
@@ -120,7 +126,7 @@ def ingest_file(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> IngestResult:
     """Ingest one file (or one results folder) atomically. With ``strict``, the first bad record aborts
-    the whole file. ``success_threshold``: for verifiers and ART dumps, whose rewards need not be 0/1,
+    the whole file. ``success_threshold``: for verifiers, ART and verl dumps, whose rewards need not be 0/1,
     ``success`` is ``reward >= success_threshold``. ``max_record_bytes``: a longer record (line,
     array element, whole tau2 or YAML file) is quarantined without being held whole."""
     check_ingest_args([], fmt=fmt, success_threshold=success_threshold, max_record_bytes=max_record_bytes)
@@ -133,7 +139,7 @@ def ingest_file(
     if fmt == "tau2":
         return _ingest_tau2(store, path, run_id=run_id, strict=strict, catalogue=catalogue, on_progress=on_progress,
                             max_bytes=limit)
-    if fmt in ("verifiers", "art"):
+    if fmt in ("verifiers", "art", "verl"):
         return _ingest_library(store, path, fmt, run_id=run_id, strict=strict, catalogue=catalogue,
                                on_progress=on_progress, threshold=success_threshold, max_bytes=limit)
     # tau-bench and chat dumps carry no run id: default to the file's name.
@@ -307,6 +313,8 @@ def _dir_format(path: Path) -> str | None:
         return "tau2"
     if is_verifiers_dir(path):
         return "verifiers"
+    if is_verl_dir(path):  # before ART, whose logs may also be <step>.jsonl files
+        return "verl"
     if is_art_dir(path):
         return "art"
     return None
@@ -324,14 +332,18 @@ def _ingest_library(
     threshold: float,
     max_bytes: int,
 ) -> IngestResult:
-    """A verifiers or ART dump (one file or one folder) as one atomic ingest; each bad record is
+    """A verifiers, ART or verl dump (one file or one folder) as one atomic ingest; each bad record is
     quarantined with its file and line (Parquet: row number), the rest is ingested."""
     from calib.ingest.art import iter_art
     from calib.ingest.verifiers import iter_verifiers
+    from calib.ingest.verl import default_run as verl_run
+    from calib.ingest.verl import iter_verl
 
     if fmt == "verifiers":
         default_run = run_id or (path.name if path.is_dir() else path.parent.name or path.stem)
         items = iter_verifiers(path, run_id=default_run, threshold=threshold, max_bytes=max_bytes)
+    elif fmt == "verl":
+        items = iter_verl(path, run_id=run_id or verl_run(path), threshold=threshold, max_bytes=max_bytes)
     else:
         items = iter_art(path, run_id=run_id, threshold=threshold, max_bytes=max_bytes)
     writer = store.begin_ingest(source=str(path), fmt=fmt, run_id=run_id, catalogue=catalogue, strict=strict)

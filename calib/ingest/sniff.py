@@ -19,6 +19,7 @@ from calib.ingest.art import is_art_parquet, sniff_art
 from calib.ingest.readers import _loads, decode_line, iter_lines
 from calib.ingest.tau2 import sniff_tau2
 from calib.ingest.verifiers import sniff_verifiers
+from calib.ingest.verl import sniff_verl
 from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, nesting
 
 SNIFF_LINES = 20  # lines looked at for a first record that decodes
@@ -28,7 +29,8 @@ SNIFF_LINE_BYTES = 1 << 25  # and at most this much of each (a verifiers prompt 
 def sniff_format(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
     """``tau2`` for a tau2-bench results object, ``taubench`` for a JSON array or tau-bench records,
     ``verifiers`` for verifiers rollouts or v1 episodes, ``art`` for ART trajectory logs (Parquet,
-    YAML, or JSONL groups), ``chat`` for prompt/completion or messages+reward lines, else ``native``."""
+    YAML, or JSONL groups), ``verl`` for verl's rollout dumps (input, output, score, step), ``chat``
+    for prompt/completion or messages+reward lines, else ``native``."""
     with open(path, "rb") as f:
         head = f.read(65536)
     if head.startswith(b"PAR1") or path.suffix == ".parquet":
@@ -83,6 +85,8 @@ def _format_of(rec: Any) -> str:
             return "verifiers"
         if sniff_art(rec):
             return "art"
+        if sniff_verl(rec):
+            return "verl"
         if "completion" in rec or ("messages" in rec and "task_id" not in rec and "outcome" not in rec):
             return "chat"
     return "native"
