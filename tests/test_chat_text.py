@@ -2,7 +2,7 @@
 
 The texts are what a chatml template (Qwen, SmolLM2) renders, with the special tokens and as verl's
 ``_log_rollout_data`` decodes them (``skip_special_tokens=True``: the tokens gone, the role names left
-alone on their lines). tests/verl/test_verl_ingest.py checks the same parser on text that a real
+alone on their lines). tests/with_verl/test_verl_ingest.py checks the same parser on text that a real
 tokenizer and verl's own dump code produced.
 """
 

@@ -28,7 +28,7 @@ VF_RESULTS = DATA / "verifiers" / "results"
 VF_TRACES = DATA / "verifiers" / "traces"
 ART = DATA / "art"
 ART_TRAIN = ART / "proj" / "models" / "agent-001" / "trajectories" / "train" / "0003.parquet"
-VERL = DATA / "verl" / "rollouts"  # written by verl's own code: tests/verl/verl_dumps.py
+VERL = DATA / "verl" / "rollouts"  # written by verl's own code: tests/with_verl/verl_dumps.py
 # (reward, correct, format) per rollout as scripts/make_rl_fixtures.py planned them; task 2 rollout 2 errored
 REWARDS = [[1.0, 0.2, 0.8], [0.0, 1.0, 0.2], [1.0, 0.0, None]]
 
@@ -252,7 +252,7 @@ def test_cli_auto_detects_folders(tmp_path: Path):
 
 
 def test_verl_rollout_dir_without_verl(tmp_path: Path):
-    """The committed verl dump (tests/verl runs the same checks on a dump written now, in the verl venv).
+    """The committed verl dump (tests/with_verl runs the same checks on a dump written now, in the verl venv).
     A rollout_data_dir holds <step>.jsonl files as ART's logs may: it is recognised as verl first."""
     from calib.ingest import check_source
     from calib.ingest.art import is_art_dir

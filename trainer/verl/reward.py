@@ -1,8 +1,9 @@
 """The reward side on verl: a verl trajectory's per-turn rewards from a calib reward spec.
 
 A verl multi-turn trajectory is a prompt and a response of token ids; decoded, they are chat-template
-text (``calib.ingest.chat_text.split_verl_sample`` splits it into messages, with tool calls parsed in
-the hermes format that verl's ``ToolAgentLoop`` uses). From the messages, calib computes each spec
+text, which ``calib.ingest.verl.sample_to_native`` (the conversion ``calib ingest --format verl``
+uses) turns into an episode record: messages split by the chat template's markers, tool calls parsed
+in the hermes format that verl's ``ToolAgentLoop`` uses. From the messages, calib computes each spec
 signal on each assistant turn with the functions ``calib train`` uses (``trainer.rewards``: the same
 numbers ``calib analyze`` stores for the episode), weights them by the spec, and lays them out with
 the outcome in verl's ``token_level_rewards`` (:mod:`trainer.verl.layout`) for the calib estimators.
@@ -19,24 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from calib.ingest.chat_text import split_verl_sample
-from calib.records import content_hash
+from calib.ingest.verl import sample_to_native
 from calib.tools import ToolCatalogue, airline_catalogue
 from trainer.rewards import episode_signal_values, episode_turn_rewards
 from trainer.verl import layout
 
 
 def trajectory_episode(input_text: str, output_text: str, *, outcome: float = 0.0, template: str = "chatml",
-                       task_id: str | None = None, group_id: str | None = None, run_id: str = "verl",
-                       episode_id: str | None = None) -> dict[str, Any]:
-    """A native episode record (docs/architecture.md section 2) of one decoded verl trajectory."""
-    messages = split_verl_sample(input_text, output_text, template=template)
-    rec: dict[str, Any] = {"run_id": run_id, "task_id": task_id or content_hash(input_text)[:16],
-                           "outcome": float(outcome), "success": bool(outcome > 0), "messages": messages}
-    if group_id is not None:
-        rec["group_id"] = group_id
-    rec["episode_id"] = episode_id or content_hash(input_text + "\x00" + output_text)[:32]
-    return rec
+                       run_id: str = "verl", step: int = 0) -> dict[str, Any]:
+    """A native episode record (docs/architecture.md section 2) of one decoded verl trajectory: the
+    record ``calib ingest --format verl`` makes of the same sample (one conversion, so the reward side
+    and the analysis read the same turns)."""
+    return sample_to_native({"input": input_text, "output": output_text, "score": float(outcome), "step": step},
+                            run_id=run_id, template=template)
 
 
 def turn_signal_values(input_text: str, output_text: str, signals: Sequence[str], *,

