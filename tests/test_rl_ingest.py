@@ -329,3 +329,27 @@ def test_developer_role_is_the_system_prompt():
     nat = result_to_native(rec, run_id="r")
     assert [m["role"] for m in nat["messages"]] == ["system", "user", "assistant"]
     assert nat["success"] is False and nat["group_id"] == "r/3"
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_bad_line_in_a_library_dump_is_quarantined_or_with_strict_stops_the_ingest(tmp_path: Path, strict: bool):
+    """The library formats (verifiers, ART, verl) take each record the same way: a bad one is
+    quarantined with its file and line while the rest is ingested, or with --strict the ingest stops,
+    names the place and the reason, and writes nothing."""
+    folder = tmp_path / "rollouts"
+    shutil.copytree(VERL, folder)
+    good = len((folder / "2.jsonl").read_text().splitlines())
+    with open(folder / "2.jsonl", "a") as f:
+        f.write('{"input": "no markers", "output": "x", "score": 1.0, "step": 2}\n')
+    store = tmp_path / "store"
+    res = runner.invoke(app, ["ingest", str(folder), "--format", "verl", "--store", str(store),
+                              *(["--strict"] if strict else [])])
+    if strict:
+        assert res.exit_code == 1, res.output
+        assert f"2.jsonl:{good + 1}:" in res.output and "--strict: nothing from" in res.output
+        assert Store(store).count("episodes") == 0
+    else:
+        assert res.exit_code == 0, res.output
+        q = [json.loads(x) for p in (store / "quarantine").glob("*.jsonl") for x in p.read_text().splitlines()]
+        assert [(Path(r["file"]).name, r["line"]) for r in q] == [("2.jsonl", good + 1)]
+        assert Store(store).count("episodes") > 0

@@ -154,15 +154,8 @@ def ingest_file(
             empty = False
             if err is None and fmt == "native" and isinstance(rec, dict) and rec.get("run_id") is None and run_id is None:
                 rec = {**rec, "run_id": default_run}
-            if err is not None:
-                if strict:
-                    raise CalibError(f"{path}:{line}: {err} (--strict: nothing from this file was ingested)")
-                _refuse(writer, line=line, reason=err, raw=raw, file=str(path))
-            else:
-                ok = writer.add(rec, line=line, file=str(path))
-                if not ok and strict and writer.result.quarantined:
-                    reason = writer.result.reasons[-1]
-                    raise CalibError(f"{reason} (--strict: nothing from this file was ingested)")
+            _take(writer, rec, err, raw, file=str(path), line=line, strict=strict, where=f"{path}:{line}",
+                  scope="this file")
             if on_progress is not None:
                 on_progress(writer.result.records)
         if empty:
@@ -171,6 +164,19 @@ def ingest_file(
         writer.abort()
         raise
     return writer.commit()
+
+
+def _take(writer, rec: Any, err: str | None, raw: Any, *, file: str, line: int | None, strict: bool, where: str,
+          scope: str) -> None:
+    """Add one converted record, or quarantine the reason it was refused. With ``strict`` the first
+    refusal raises instead (``where``: the record's place; ``scope``: what is then not ingested)."""
+    if err is not None:
+        if strict:
+            raise CalibError(f"{where}: {err} (--strict: nothing from {scope} was ingested)")
+        _refuse(writer, line=line, reason=err, raw=raw, file=file)
+        return
+    if not writer.add(rec, line=line, file=file) and strict and writer.result.quarantined:
+        raise CalibError(f"{writer.result.reasons[-1]} (--strict: nothing from {scope} was ingested)")
 
 
 def _refuse(writer, *, line: int | None, reason: str, raw: Any, file: str) -> None:
@@ -215,14 +221,7 @@ def _ingest_tau2(
                     err = f"{where}: {e}"
             else:
                 err = f"{where}: {err}" if index is not None else err
-            if err is not None:
-                if strict:
-                    raise CalibError(f"{file}: {err} (--strict: nothing from {path} was ingested)")
-                _refuse(writer, line=index, reason=err, raw=sim, file=file)
-            else:
-                ok = writer.add(rec, line=index, file=file)
-                if not ok and strict and writer.result.quarantined:
-                    raise CalibError(f"{writer.result.reasons[-1]} (--strict: nothing from {path} was ingested)")
+            _take(writer, rec, err, sim, file=file, line=index, strict=strict, where=file, scope=str(path))
             if on_progress is not None:
                 on_progress(writer.result.records)
         if first is None:
@@ -352,14 +351,7 @@ def _ingest_library(
     try:
         for file, line, rec, err, raw in items:
             empty = False
-            if err is not None:
-                if strict:
-                    raise CalibError(f"{file}:{line}: {err} (--strict: nothing from {path} was ingested)")
-                _refuse(writer, line=line, reason=err, raw=raw, file=file)
-            else:
-                ok = writer.add(rec, line=line, file=file)
-                if not ok and strict and writer.result.quarantined:
-                    raise CalibError(f"{writer.result.reasons[-1]} (--strict: nothing from {path} was ingested)")
+            _take(writer, rec, err, raw, file=file, line=line, strict=strict, where=f"{file}:{line}", scope=str(path))
             if on_progress is not None:
                 on_progress(writer.result.records)
         if empty:
