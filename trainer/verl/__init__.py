@@ -1,7 +1,8 @@
-"""calib on verl (docs/verl.md): calib's advantage modes as verl advantage estimators, the token
-layout that carries per-turn rewards through verl's ``token_level_rewards``, and the reward side
-that fills it from a calib reward spec.
+"""calib on verl (docs/verl.md): calib's advantage modes as verl advantage estimators
+(:mod:`trainer.verl.estimators`), the token layout that carries per-turn rewards through verl's
+``token_level_rewards`` (:mod:`trainer.verl.layout`), and the reward side that computes a verl
+trajectory's per-turn rewards from a calib reward spec (:mod:`trainer.verl.reward`).
 
-Needs ``pip install 'calib[verl]'`` (verl 0.9.x) for :mod:`trainer.verl.estimators`' registration and
-:mod:`trainer.verl.reward`'s reward manager; :mod:`trainer.verl.layout` needs torch only.
+Only :func:`trainer.verl.estimators.register` needs verl (``pip install 'calib[verl]'``, verl 0.9.x);
+the layout and the reward side need torch alone.
 """
