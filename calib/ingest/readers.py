@@ -118,6 +118,21 @@ def iter_jsonl(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterato
                 yield lineno, None, f"invalid JSON: {e}", text
 
 
+SNIFF_LINES = 20  # lines a sniffer looks at for a first record that decodes
+SNIFF_LINE_BYTES = 1 << 25  # and at most this much of each (a verifiers prompt can be long)
+
+
+def first_record(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Any:
+    """The first of the first ``SNIFF_LINES`` non-blank lines that is a JSON value within the limits
+    (each line read up to ``min(max_bytes, SNIFF_LINE_BYTES)``), else None: what format sniffing looks at."""
+    for k, (_line, rec, err, _raw) in enumerate(iter_jsonl(path, min(max_bytes, SNIFF_LINE_BYTES))):
+        if k >= SNIFF_LINES:
+            return None
+        if err is None:
+            return rec
+    return None
+
+
 def iter_json_array(path: Path, chunk_size: int = 1 << 20, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Item]:
     """Elements of a top-level JSON array (tau-bench results), decoded incrementally.
 

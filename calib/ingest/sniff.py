@@ -4,7 +4,7 @@ Its own module, above the readers: the format modules (``art``, ``verifiers``) r
 :mod:`calib.ingest.readers`, and sniffing asks each of them, so it cannot live in ``readers`` without
 the two importing each other.
 
-Sniffing never fails on hostile input: it reads at most ``SNIFF_LINES`` lines, each through the same
+Sniffing never fails on hostile input: it reads at most ``readers.SNIFF_LINES`` lines, each through the same
 bounded reader as the ingest (``max_bytes``), skips the lines that are too long, too deep or not JSON,
 and decides on the first JSON object; with none, the file is ``native`` (whose ingest quarantines each
 bad line with its reason).
@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from calib.ingest.art import is_art_parquet, sniff_art
-from calib.ingest.readers import _loads, decode_line, iter_lines
+from calib.ingest.readers import SNIFF_LINE_BYTES, first_record, iter_lines
 from calib.ingest.tau2 import sniff_tau2
 from calib.ingest.verifiers import sniff_verifiers
 from calib.ingest.verl import sniff_verl
 from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES, nesting
-
-SNIFF_LINES = 20  # lines looked at for a first record that decodes
-SNIFF_LINE_BYTES = 1 << 25  # and at most this much of each (a verifiers prompt can be long)
 
 
 def sniff_format(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
@@ -42,7 +39,7 @@ def sniff_format(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
         return "tau2"
     if text.startswith("[") and is_json_array_file(path, max_bytes):
         return "taubench"
-    return _format_of(_first_record(path, max_bytes))
+    return _format_of(first_record(path, max_bytes))
 
 
 def is_json_array_file(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bool:
@@ -56,24 +53,6 @@ def is_json_array_file(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) ->
             return True
         _, final = nesting(first[1].decode("utf-8", errors="replace"))
         return final != 0 or next(lines, None) is None
-
-
-def _first_record(path: Path, max_bytes: int) -> Any:
-    """The first of the first ``SNIFF_LINES`` lines that is a JSON value within the limits, else None."""
-    with open(path, "rb") as f:
-        for k, (_line, raw, err) in enumerate(iter_lines(f, min(max_bytes, SNIFF_LINE_BYTES))):
-            if k >= SNIFF_LINES:
-                return None
-            if err is not None:
-                continue
-            text, err = decode_line(raw)
-            if err is not None:
-                continue
-            try:
-                return _loads(text)  # type: ignore[arg-type]
-            except (ValueError, RecursionError):
-                continue
-    return None
 
 
 def _format_of(rec: Any) -> str:

@@ -40,7 +40,7 @@ from calib.ingest.components import (
     reward_value,
     threshold_free_id,
 )
-from calib.ingest.readers import iter_jsonl
+from calib.ingest.readers import first_record, iter_jsonl
 from calib.jsonlimits import DEFAULT_MAX_RECORD_BYTES
 from calib.records import RecordError
 
@@ -50,8 +50,6 @@ _V1_SUFFIX = re.compile(r"_\d+_\d+$")  # the v1 trainer's uid key: {uid}_{rollou
 # What _write_generations writes itself, and the ids kept in info: never signals.
 _FIELDS = frozenset({"input", "output", "gts", "score", "step", "uid", "request_id"})
 SNIFF_KEYS = ("input", "output", "score", "step")
-SNIFF_LINES = 20  # as calib.ingest.sniff (which imports this module, so it cannot be imported here)
-SNIFF_LINE_BYTES = 1 << 25
 
 Item = tuple[str, int | None, dict[str, Any] | None, str | None, Any]
 
@@ -74,18 +72,9 @@ def verl_files(path: Path) -> list[Path]:
 
 def is_verl_dir(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bool:
     """A rollout_data_dir: ``<step>.jsonl`` files, the first of which starts with a verl sample (its
-    first line that is JSON, among the first ``SNIFF_LINES``)."""
+    first line that is JSON, as ``calib.ingest.readers.first_record`` finds it)."""
     files = verl_files(path)
-    return bool(files) and sniff_verl(_first_record(files[0], min(max_bytes, SNIFF_LINE_BYTES)))
-
-
-def _first_record(path: Path, max_bytes: int) -> Any:
-    for k, (_line, rec, err, _raw) in enumerate(iter_jsonl(path, max_bytes)):
-        if k >= SNIFF_LINES:
-            break
-        if err is None:
-            return rec
-    return None
+    return bool(files) and sniff_verl(first_record(files[0], max_bytes))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from calib.advantages import expand_to_tokens
 from calib.errors import CalibError
 
 DOC = "docs/verl.md#the-token-layout"
@@ -124,9 +125,8 @@ def unpack(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, *, tu
 
 def expand(turn_adv: Sequence[np.ndarray], runs: Sequence[Sequence[tuple[int, int]]], like: torch.Tensor
            ) -> torch.Tensor:
-    """Token advantages shaped like ``like``: each turn's advantage on every token of its run, 0 elsewhere."""
-    out = torch.zeros(like.shape, dtype=like.dtype if like.is_floating_point() else torch.float32)
-    for i, (adv, row_runs) in enumerate(zip(turn_adv, runs)):
-        for (start, end), a in zip(row_runs, adv):
-            out[i, start:end] = float(a)
-    return out.to(device=like.device)
+    """Token advantages shaped like ``like``: each turn's advantage on every token of its run, 0 elsewhere
+    (``calib.advantages.expand_to_tokens``, what ``calib train`` uses, with the runs as the turn spans)."""
+    adv, _ = expand_to_tokens(turn_adv, runs, like.shape[1])
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    return torch.as_tensor(adv, dtype=dtype).to(device=like.device)
