@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from calib.cli import app
 from calib.envs import STOP, load_domain
 from calib.errors import CalibError, UsageError
-from calib.policies.base import EpisodeContext, Policy, assistant_call, assistant_text
+from calib.policies.base import EndEpisode, EpisodeContext, Policy, assistant_call, assistant_text
 from calib.policies.oracle import OraclePolicy
 from calib.records import canonical_json, normalize_episode
 from calib.rollout.runner import run_rollouts, select_tasks, strip_private, write_episodes
@@ -127,6 +127,26 @@ def test_max_turns_and_missing_call_ids(mini):
     assert len(set(ids)) == 8  # every call got its own id, and each has its result
     assert [m["tool_call_id"] for m in e["messages"] if m["role"] == "tool"] == ids
     assert normalize_episode(strip_private(e))["status"] == "ok"
+
+
+class BudgetPolicy(ScriptPolicy):
+    """Plays its replies, then says it cannot play another turn (the verl agent loop's spent budget)."""
+
+    async def act(self, messages, tools, ctx: EpisodeContext):
+        if sum(1 for m in messages if m["role"] == "assistant") >= len(self.replies):
+            raise EndEpisode("response_length")
+        return await super().act(messages, tools, ctx)
+
+
+def test_a_policy_can_end_the_episode(mini):
+    """EndEpisode stops the episode without a turn; what was played is scored and kept, with the reason."""
+    calls = [assistant_call("list_all_airports", {}, "c0"), assistant_text("One moment.")]
+    (e,) = run_rollouts(mini, BudgetPolicy(calls), lambda: StopUser(patience=5), [mini.tasks[0].task_id],
+                        max_turns=10)
+    assert e["status"] == "ok" and e["info"]["termination"] == "response_length"
+    assert e["info"]["n_turns"] == 2 and len(e["info"]["progress"]) == 2 and len(e["_turn_meta"]) == 2
+    assert e["messages"][-1]["role"] == "user"  # the user's answer to the last turn is kept
+    assert e["outcome"] == 0.0
 
 
 def test_transfer_ends_the_episode(mini):

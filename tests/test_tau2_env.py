@@ -128,6 +128,19 @@ def test_too_many_errors_ends_and_scores_zero(airline):
     assert r.reward == 0.0 and r.details["termination_reason"] == "too_many_errors"
 
 
+def test_a_spent_token_budget_scores_as_the_turn_limit(airline):
+    """A policy that ends the episode for its token budget (EndEpisode("response_length")) did not finish
+    the conversation: tau2 scores it as a run that hit its step limit (reward 0), like max_turns."""
+    task = airline.task(split_task_ids(airline, "test")[0])
+    for termination in ("response_length", "max_turns"):
+        env = airline.new_env(task)
+        msgs = [{"role": "system", "content": airline.policy}, {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": "How can I help?"}]
+        env.finish(msgs, termination)
+        r = env.evaluate(["How can I help?"])
+        assert r.reward == 0.0 and r.details["termination_reason"] == "max_steps", (termination, r.details)
+
+
 def test_replay_agrees_on_every_simulation(sample: Path, tau2_pkg):
     res = runner.invoke(app, ["replay", str(sample), "--domain", "tau2:airline", "--json"])
     assert res.exit_code == 0, res.output

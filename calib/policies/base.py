@@ -45,6 +45,16 @@ class EpisodeContext:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class EndEpisode(Exception):
+    """Raised by :meth:`Policy.act` to end the episode without taking a turn, when the policy cannot
+    play one more (the verl agent loop's token budget, ``rollout.response_length``, is spent). The
+    runner scores what was played, as at the turn limit, with ``info.termination = reason``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Policy(ABC):
     """Produces the next assistant message. Subclasses implement :meth:`act` (a coroutine)."""
 

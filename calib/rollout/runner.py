@@ -4,7 +4,7 @@ One episode (tau-bench's loop)::
 
     system = domain policy text; user opens (user.reset(task))
     repeat up to max_turns assistant turns:
-        reply = policy.act(messages, tools, ctx)
+        reply = policy.act(messages, tools, ctx)   (EndEpisode(reason): stop, termination = reason)
         tool calls  -> env.step each, append the tool results; stop if the env is done (transfer)
         plain text  -> it is a reply to the user (also an invalid turn's raw text); user.step(text);
                        stop when the user says ###STOP###
@@ -38,7 +38,7 @@ from calib.envs.base import STOP, Domain, Task, UserSimulator
 from calib.errors import CalibError, UsageError
 from calib.http import EndpointError
 from calib.jsonutil import plain
-from calib.policies.base import EpisodeContext, Policy, check_assistant_message
+from calib.policies.base import EndEpisode, EpisodeContext, Policy, check_assistant_message
 from calib.rollout.types import PRIVATE_FIELDS, Episode, EpisodeRecord
 
 UserFactory = Callable[[], UserSimulator]
@@ -140,7 +140,12 @@ async def _play_turns(env: Any, policy: Policy, user: UserSimulator, task: Task,
     messages, progress, replies = tr.messages, tr.progress, tr.replies
     messages.append({"role": "user", "content": await _user_reset(user, task)})
     for turn in range(cfg.max_turns):
-        msg = dict(check_assistant_message(await policy.act(list(messages), tools, ctx)))
+        try:
+            reply = await policy.act(list(messages), tools, ctx)
+        except EndEpisode as e:  # the policy cannot play another turn (a spent token budget)
+            tr.termination = e.reason
+            break
+        msg = dict(check_assistant_message(reply))
         tr.turn_meta.append(msg.pop("_meta", None))
         msg["role"] = "assistant"
         calls = [dict(c) for c in msg.get("tool_calls") or []]

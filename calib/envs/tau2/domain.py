@@ -32,8 +32,9 @@ from calib.tools import ToolCatalogue
 MAX_ERRORS = 10  # tau2's DEFAULT_MAX_ERRORS: this many tool errors end a simulation (reward 0)
 
 # calib runner termination -> tau2 TerminationReason value
+# (response_length: a policy ended the episode because its token budget was spent, a turn limit in tokens)
 _TERMINATION = {"user_stop": "user_stop", "env_done": "agent_stop", "max_turns": "max_steps",
-                "error": "agent_error", "too_many_errors": "too_many_errors"}
+                "response_length": "max_steps", "error": "agent_error", "too_many_errors": "too_many_errors"}
 
 
 @dataclass(frozen=True)
