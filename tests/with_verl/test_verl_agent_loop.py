@@ -441,9 +441,13 @@ def test_calib_tool_agent_measures_the_spec_on_verls_tool_agent_loop(tok, monkey
     assert outcome[0] == 1.0 and turn[0].tolist() == pytest.approx(want.tolist())
 
 
-def test_refusals(tok):
+def test_refusals(tok, tmp_path):
     domain = load_domain("airline-mini")
     server = OracleServer(tok, domain)
+    loop = build_loop("calib_env", verl_config(f"algorithm.calib_spec={tmp_path / 'nope.yaml'}"), server, tok)
+    server.task = domain.tasks[0]
+    with pytest.raises(agent_loop.AgentLoopError, match="cannot read the reward spec"):
+        run(loop.run({}, extra_info={"task_id": domain.tasks[0].task_id}))
     loop = build_loop("calib_env", verl_config("trainer.use_v1=False"), server, tok)
     with pytest.raises(agent_loop.AgentLoopError, match="v1 trainer"):
         run(loop.run({}, extra_info={"task_id": domain.tasks[0].task_id}))
@@ -460,13 +464,18 @@ def test_a_one_token_last_turn_keeps_the_outcome():
     outcome keeps the token, the turn reward is dropped and logged, and the layout reads back."""
     extra: dict[str, Any] = {}
     runs = [(0, 3), (5, 6)]
-    rewards = agent_loop._turn_rewards(object(), lambda: [0.5, -0.2], runs, "t", extra)
+    spec = load_spec(SPEC)
+    rewards = agent_loop._turn_rewards(spec, lambda: [0.5, -0.2], runs, "t", extra)
     assert rewards == [0.5, 0.0] and extra == {"calib_dropped_turn_reward": -0.2}
     mask = torch.tensor([[1, 1, 1, 0, 0, 1]])
     outcome, turn, _ = layout.unpack(layout.pack([rewards], [1.0], mask), mask)
     assert outcome[0] == 1.0 and turn[0].tolist() == [0.5, 0.0]
     with pytest.raises(layout.LayoutError, match="2 assistant turns but response_mask has 1"):
-        agent_loop._turn_rewards(object(), lambda: [0.5, -0.2], [(0, 3)], "t", {})
+        agent_loop._turn_rewards(spec, lambda: [0.5, -0.2], [(0, 3)], "t", {})
+    # a spec whose mode ignores turn rewards (calib_grpo refuses them) and no spec: zeros
+    grpo = spec.model_copy(update={"advantage": spec.advantage.model_copy(update={"mode": "grpo"})})
+    assert agent_loop._turn_rewards(grpo, lambda: [0.5, -0.2], runs, "t", {}) == [0.0, 0.0]
+    assert agent_loop._turn_rewards(None, lambda: [0.5, -0.2], runs, "t", {}) == [0.0, 0.0]
 
 
 def test_the_llm_customer_is_built_from_the_calib_section():

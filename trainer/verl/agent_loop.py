@@ -48,6 +48,7 @@ from verl.experimental.agent_loop.agent_loop import (
 )
 from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
+from calib.advantages import get_mode
 from calib.errors import CalibError, UsageError
 from calib.policies.base import EndEpisode, EpisodeContext, Policy, to_openai_messages
 from calib.policies.hf import parse_reply
@@ -119,7 +120,11 @@ def _loop_spec(config: Any) -> Any:
     path = spec_path(config.get("algorithm", None) if hasattr(config, "get") else None)
     if path is None:
         return None
-    return _cached_spec(path, 0.0 if path.startswith("preset:") else os.stat(path).st_mtime)
+    try:
+        mtime = 0.0 if path.startswith("preset:") else os.stat(path).st_mtime
+    except OSError as e:
+        raise AgentLoopError(f"cannot read the reward spec {path} ({e.strerror or e})") from None
+    return _cached_spec(path, mtime)
 
 
 @functools.lru_cache(maxsize=8)
@@ -142,8 +147,10 @@ def _turn_rewards(spec: Any, per_turn: Any, runs: list[tuple[int, int]], where: 
 
     A trajectory that ends on a one-token turn (an empty reply: the end-of-turn token alone) has one
     token for that turn's reward and the outcome; the outcome keeps it, and the turn's reward is
-    dropped and logged in ``extra_fields["calib_dropped_turn_reward"]`` rather than failing the group."""
-    values = [0.0] * len(runs) if spec is None else [float(v) for v in per_turn()]
+    dropped and logged in ``extra_fields["calib_dropped_turn_reward"]`` rather than failing the group.
+    Without a spec, or with one whose mode ignores turn rewards (``grpo``), they are 0."""
+    uses_turns = spec is not None and get_mode(spec.advantage.mode).uses_turn_rewards
+    values = [float(v) for v in per_turn()] if uses_turns else [0.0] * len(runs)
     if len(values) != len(runs):
         raise layout.LayoutError(f"{where}: the decoded trajectory has {len(values)} assistant turns but "
                                  f"response_mask has {len(runs)} runs of assistant tokens ({layout.DOC})")
