@@ -483,8 +483,8 @@ def test_the_llm_customer_is_built_from_the_calib_section():
     from calib.errors import UsageError
 
     with pytest.raises(UsageError, match="user_base_url"):
-        agent_loop._user_factory("llm", None, "default", 0)
-    assert isinstance(agent_loop._user_factory("llm", "http://127.0.0.1:9/v1", "m", 0)(), LLMUser)  # no request yet
+        agent_loop._user_factory("llm", None, "default")
+    assert isinstance(agent_loop._user_factory("llm", "http://127.0.0.1:9/v1", "m")(), LLMUser)  # no request yet
 
 
 def test_data_rows_load_in_verls_dataset(tok, tmp_path):

@@ -52,10 +52,9 @@ from calib.advantages import get_mode
 from calib.errors import CalibError, UsageError
 from calib.policies.base import EndEpisode, EpisodeContext, Policy, to_openai_messages
 from calib.policies.hf import parse_reply
-from calib.spec import load_spec
 from calib.tools import ToolCatalogue
 from trainer.verl import layout, reward
-from trainer.verl.estimators import spec_path
+from trainer.verl.estimators import EstimatorError, configured_spec
 
 CONFIG_KEY = "calib"  # the top-level section of verl's config these loops read (+calib.domain=...)
 BUDGET_REASON = "response_length"  # info.termination of an episode whose token budget was spent
@@ -117,20 +116,10 @@ class CalibLoopConfig:
 
 def _loop_spec(config: Any) -> Any:
     """The reward spec the estimators read (``algorithm.calib_spec``, ``$CALIB_SPEC``), or None."""
-    path = spec_path(config.get("algorithm", None) if hasattr(config, "get") else None)
-    if path is None:
-        return None
     try:
-        mtime = 0.0 if path.startswith("preset:") else os.stat(path).st_mtime
-    except OSError as e:
-        raise AgentLoopError(f"cannot read the reward spec {path} ({e.strerror or e})") from None
-    return _cached_spec(path, mtime)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_spec(path: str, mtime: float) -> Any:
-    """The spec at ``path`` (read once per file version: every trajectory of a step uses it)."""
-    return load_spec(path)
+        return configured_spec(config.get("algorithm", None) if hasattr(config, "get") else None)
+    except EstimatorError as e:
+        raise AgentLoopError(str(e)) from None
 
 
 def _check_v1(config: Any) -> None:
@@ -171,7 +160,7 @@ def _domain(name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _user_factory(name: str, base_url: str | None, model: str, seed: int) -> Any:
+def _user_factory(name: str, base_url: str | None, model: str) -> Any:
     """One factory per process: the llm user's connection pool is shared by every episode."""
     from calib.rollout.factories import user_factory
 
@@ -181,7 +170,7 @@ def _user_factory(name: str, base_url: str | None, model: str, seed: int) -> Any
         from calib.http import EndpointConfig
 
         return user_factory("llm", endpoint=EndpointConfig(base_url=base_url, model=model))
-    return user_factory(name, seed=seed)
+    return user_factory(name)
 
 
 class _VerlPolicy(Policy):
@@ -273,7 +262,7 @@ class CalibEnvAgentLoop(AgentLoopBase):
         uid = str(kwargs.get("uid", task.task_id))
         policy = _VerlPolicy(self, sampling_params, self.response_length)
         s = self.settings
-        user = _user_factory(s.user, s.user_base_url, s.user_model, s.seed)()
+        user = _user_factory(s.user, s.user_base_url, s.user_model)()
         cfg = RolloutConfig(samples=1, max_turns=int(self.max_turns), seed=s.seed, run_id=s.run_id, iteration=step,
                             info={"step": step, "verl_uid": uid})
         episode = await play_episode(domain, policy, user, task, sample=sample, cfg=cfg)
@@ -329,12 +318,13 @@ class CalibToolAgentLoop(ToolAgentLoop):
     with the spec's per-turn rewards measured on the decoded trajectory."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.settings = CalibLoopConfig.from_config(self.config)
-
-    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         from calib.envs.registry import domain_catalogue
 
+        super().__init__(*args, **kwargs)
+        self.settings = CalibLoopConfig.from_config(self.config)
+        self.catalogue = domain_catalogue(self.settings.domain)  # what the signals read, once per loop
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         _check_v1(self.config)
         out = await super().run(sampling_params, **kwargs)
         spec = _loop_spec(self.config)
@@ -343,9 +333,8 @@ class CalibToolAgentLoop(ToolAgentLoop):
             return out
         prompt_text = self.tokenizer.decode(out.prompt_ids, skip_special_tokens=False)
         response_text = self.tokenizer.decode(out.response_ids, skip_special_tokens=False)
-        catalogue = domain_catalogue(self.settings.domain)
         turn_rewards = _turn_rewards(
-            spec, lambda: reward.turn_rewards(prompt_text, response_text, spec, catalogue=catalogue), runs,
+            spec, lambda: reward.turn_rewards(prompt_text, response_text, spec, catalogue=self.catalogue), runs,
             "calib_tool_agent", out.extra_fields)
         data = out.model_dump(exclude_unset=True)
         data["metrics"] = out.metrics

@@ -16,8 +16,9 @@ A spec whose advantage mode is not the estimator's is refused in one line.
 
 Registration: :func:`register` (idempotent). verl computes advantages in its driver process (the
 ``TaskRunner`` Ray actor), so registration must happen there: pass
-``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=trainer.verl.estimators.register``, which
-Ray runs in every worker process it starts (docs/verl.md).
+``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=trainer.verl.plugin.register`` (the
+estimators and calib's agent loops; ``trainer.verl.estimators.register`` alone also works), which Ray
+runs in every worker process it starts (docs/verl.md).
 """
 
 from __future__ import annotations
@@ -58,32 +59,38 @@ def spec_path(config: Any) -> str | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _spec_params(path: str, mtime: float, estimator: str) -> dict[str, Any]:
-    """gamma, lam and turn_norm of the spec at ``path`` for ``estimator`` (cached per file version)."""
+def _read_spec(path: str, mtime: float) -> Any:
+    """The spec at ``path``, read once per file version (every batch of a step uses it)."""
     from calib.spec import load_spec
 
-    spec = load_spec(path)
-    mode = ESTIMATORS[estimator]
-    if spec.advantage.mode != mode:
-        raise EstimatorError(f"the reward spec {path} is for advantage mode {spec.advantage.mode!r} but "
-                             f"algorithm.adv_estimator is {estimator!r} (mode {mode!r}): use "
-                             f"calib_{spec.advantage.mode} or a spec with mode {mode}")
-    return {"gamma": spec.advantage.gamma, "lam": spec.lam, "turn_norm": spec.advantage.turn_norm}
+    return load_spec(path)
+
+
+def configured_spec(config: Any) -> Any:
+    """The reward spec :func:`spec_path` names (what the estimators and calib's agent loops use), or None."""
+    path = spec_path(config)
+    if path is None:
+        return None
+    try:
+        mtime = 0.0 if path.startswith("preset:") else os.stat(path).st_mtime
+    except OSError as e:
+        raise EstimatorError(f"cannot read the reward spec {path} ({e.strerror or e})") from None
+    return _read_spec(path, mtime)
 
 
 def estimator_params(estimator: str, config: Any = None) -> dict[str, Any]:
     """The ``turn_advantages`` keyword arguments an estimator runs with (mode, gamma, lam, turn_norm)."""
     if estimator not in ESTIMATORS:
         raise EstimatorError(f"unknown calib estimator {estimator!r}: one of {', '.join(ESTIMATORS)}")
-    path = spec_path(config)
-    params: dict[str, Any] = {"gamma": DEFAULT_GAMMA, "lam": None, "turn_norm": "index"}
-    if path is not None:
-        try:
-            mtime = 0.0 if path.startswith("preset:") else os.stat(path).st_mtime
-        except OSError as e:
-            raise EstimatorError(f"cannot read the reward spec {path} ({e.strerror or e})") from None
-        params = dict(_spec_params(path, mtime, estimator))
-    return {"mode": ESTIMATORS[estimator], **params}
+    mode = ESTIMATORS[estimator]
+    spec = configured_spec(config)
+    if spec is None:
+        return {"mode": mode, "gamma": DEFAULT_GAMMA, "lam": None, "turn_norm": "index"}
+    if spec.advantage.mode != mode:
+        raise EstimatorError(f"the reward spec {spec_path(config)} is for advantage mode {spec.advantage.mode!r} but "
+                             f"algorithm.adv_estimator is {estimator!r} (mode {mode!r}): use "
+                             f"calib_{spec.advantage.mode} or a spec with mode {mode}")
+    return {"mode": mode, "gamma": spec.advantage.gamma, "lam": spec.lam, "turn_norm": spec.advantage.turn_norm}
 
 
 def compute(estimator: str, token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any = None,
@@ -142,4 +149,4 @@ def register() -> list[str]:
 
 
 __all__ = ["ESTIMATORS", "SPEC_ENV", "SPEC_KEY", "EstimatorError", "LayoutError", "calib_grpo", "calib_gtpo_hybrid",
-           "calib_mt_grpo", "compute", "estimator_params", "register", "spec_path"]
+           "calib_mt_grpo", "compute", "configured_spec", "estimator_params", "register", "spec_path"]
